@@ -1,0 +1,5 @@
+import sys
+
+from BratsUNetLib.cli import main
+
+sys.exit(main())

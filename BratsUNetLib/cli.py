@@ -1,0 +1,59 @@
+"""The ``bratsunet`` command line: one subcommand per module in :mod:`BratsUNetLib.commands`.
+
+Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and keeps
+its heavy imports (torch, MONAI) inside ``run`` so that ``--help`` stays instant.
+User errors (:class:`BratsUNetError`) print one line on stderr and exit with status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from BratsUNetLib import __version__
+from BratsUNetLib.errors import BratsUNetError, Cancelled
+from BratsUNetLib.events import MODES
+
+# Order is the order shown by --help.
+COMMAND_MODULES = (
+)
+
+EXIT_USER_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bratsunet",
+        description="Brain tumour segmentation of BraTS-style MRI (FLAIR, T1, T1ce, T2) with a 3D U-Net.",
+    )
+    parser.add_argument("--version", action="version", version=f"bratsunet {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(f"BratsUNetLib.commands.{module_name}")
+        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        sub.add_argument("--progress", choices=MODES, default="bar",
+                         help="progress display: a bar on stderr, JSON lines on stdout (for programs), or none")
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except Cancelled as exc:
+        print(f"bratsunet: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("bratsunet: interrupted.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except BratsUNetError as exc:
+        print(f"bratsunet {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,117 @@
+"""Progress reporting for long work: a bar for people, JSON lines for programs (the Slicer module).
+
+Every event is a flat dict with an ``"event"`` key. The kinds used across the library:
+
+- ``{"event": "start", "task": str, "total": int}`` — a counted task begins (cases, epochs, steps).
+- ``{"event": "progress", "task": str, "done": int, "total": int, **details}`` — one more unit finished.
+- ``{"event": "epoch", "epoch": int, "loss": float, "val_loss": float|None, "dice": {...}, "lr": float,
+  "seconds": float, "eta_seconds": float|None}`` — one training epoch finished.
+- ``{"event": "message", "text": str}`` — a line for the log.
+- ``{"event": "result", **payload}`` — the outcome of a job (paths written, metrics).
+- ``{"event": "error", "message": str}`` — the job failed with a user-facing message.
+
+In ``json`` mode each event is one line of JSON on the stream (stdout by default); nothing else is written
+there, so a reader can parse every line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import IO, Any
+
+MODES = ("bar", "json", "none")
+
+
+def _jsonable(value: Any) -> Any:
+    """Floats that JSON cannot represent (NaN, inf) become null so every line stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class ProgressReporter:
+    """Sends progress events to a progress bar (``bar``), a JSON-lines stream (``json``) or nowhere."""
+
+    def __init__(self, mode: str = "bar", stream: IO[str] | None = None):
+        if mode not in MODES:
+            raise ValueError(f"progress mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.stream = stream
+        self._bars: dict[str, Any] = {}
+
+    def emit(self, event: str, **fields: Any) -> None:
+        record = {"event": event, **fields}
+        if self.mode == "json":
+            stream = self.stream or sys.stdout
+            stream.write(json.dumps(_jsonable(record)) + "\n")
+            stream.flush()
+        elif self.mode == "bar":
+            self._show(record)
+
+    def start(self, task: str, total: int) -> None:
+        self.emit("start", task=task, total=int(total))
+
+    def advance(self, task: str, done: int, total: int, **details: Any) -> None:
+        self.emit("progress", task=task, done=int(done), total=int(total), **details)
+
+    def message(self, text: str) -> None:
+        self.emit("message", text=text)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    def _show(self, record: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        kind = record["event"]
+        stream = self.stream or sys.stderr
+        if kind == "start":
+            old = self._bars.pop(record["task"], None)
+            if old is not None:
+                old.close()
+            self._bars[record["task"]] = tqdm(total=record["total"], desc=record["task"], file=stream,
+                                              dynamic_ncols=True, leave=True)
+        elif kind == "progress":
+            bar = self._bars.get(record["task"])
+            if bar is None:
+                return
+            bar.n = record["done"]
+            details = {k: v for k, v in record.items() if k not in ("event", "task", "done", "total")}
+            if details:
+                bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in details.items()},
+                                refresh=False)
+            bar.refresh()
+            if record["done"] >= record["total"]:
+                bar.close()
+                self._bars.pop(record["task"], None)
+        elif kind in ("message", "error"):
+            text = record.get("text") or record.get("message")
+            if self._bars:
+                tqdm.write(str(text), file=stream)
+            else:
+                print(text, file=stream, flush=True)
+        elif kind == "epoch":
+            parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}"]
+            if record.get("val_loss") is not None:
+                parts.append(f"val_loss {record['val_loss']:.4f}")
+            for region, value in (record.get("dice") or {}).items():
+                if value is not None:
+                    parts.append(f"Dice {region} {value:.3f}")
+            parts.append(f"{record.get('seconds', 0.0):.1f}s")
+            self._show({"event": "message", "text": "  ".join(parts)})
+
+
+def eta_seconds(started: float, done: int, total: int) -> float | None:
+    """Seconds left when ``done`` of ``total`` units took ``time.monotonic() - started`` seconds."""
+    if done <= 0:
+        return None
+    return (time.monotonic() - started) / done * (total - done)

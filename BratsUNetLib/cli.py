@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from BratsUNetLib import __version__
 from BratsUNetLib.errors import BratsUNetError, Cancelled
@@ -17,6 +18,7 @@ from BratsUNetLib.events import MODES
 
 # Order is the order shown by --help.
 COMMAND_MODULES = (
+    "worker",
 )
 
 EXIT_USER_ERROR = 2
@@ -40,20 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def execute(args: argparse.Namespace, report_error: Callable[[str], None]) -> int:
+    """Run a parsed command; user errors go to ``report_error`` as one line and become an exit status."""
+    try:
+        return int(args.run(args) or 0)
+    except Cancelled as exc:
+        report_error(str(exc))
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        report_error("interrupted.")
+        return EXIT_CANCELLED
+    except BratsUNetError as exc:
+        report_error(f"{args.command}: error: {exc}")
+        return EXIT_USER_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 0
-    try:
-        return int(args.run(args) or 0)
-    except Cancelled as exc:
-        print(f"bratsunet: {exc}", file=sys.stderr)
-        return EXIT_CANCELLED
-    except KeyboardInterrupt:
-        print("bratsunet: interrupted.", file=sys.stderr)
-        return EXIT_CANCELLED
-    except BratsUNetError as exc:
-        print(f"bratsunet {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    return execute(args, lambda line: print(f"bratsunet {line}", file=sys.stderr, flush=True))

@@ -16,13 +16,32 @@ there, so a reader can parse every line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import IO, Any
 
 MODES = ("bar", "json", "none")
+
+# Set by the worker (commands/worker.py) for the job it runs: fields added to every event, and the stream
+# that carries JSON events while plain prints go elsewhere.
+_job_fields: dict[str, Any] = {}
+_json_stream: IO[str] | None = None
+
+
+@contextlib.contextmanager
+def job_scope(stream: IO[str], **fields: Any) -> Iterator[None]:
+    """Within the block, JSON events go to ``stream`` and carry ``fields`` (e.g. the worker's job id)."""
+    global _json_stream, _job_fields
+    previous = (_json_stream, _job_fields)
+    _json_stream, _job_fields = stream, dict(fields)
+    try:
+        yield
+    finally:
+        _json_stream, _job_fields = previous
 
 
 def _jsonable(value: Any) -> Any:
@@ -47,9 +66,9 @@ class ProgressReporter:
         self._bars: dict[str, Any] = {}
 
     def emit(self, event: str, **fields: Any) -> None:
-        record = {"event": event, **fields}
+        record = {"event": event, **_job_fields, **fields}
         if self.mode == "json":
-            stream = self.stream or sys.stdout
+            stream = self.stream or _json_stream or sys.stdout
             stream.write(json.dumps(_jsonable(record)) + "\n")
             stream.flush()
         elif self.mode == "bar":

@@ -1,0 +1,77 @@
+"""``bratsunet worker``: a long-lived process that runs ``bratsunet`` commands as jobs for the Slicer module.
+
+Protocol (one JSON object per line, UTF-8):
+
+- stdin, one job per line: ``{"job": "<id>", "argv": ["segment", "--model", "...", ...]}``.
+- stdout: the job's events (see :mod:`BratsUNetLib.events`), each with ``"job": "<id>"``, ending with
+  ``{"event": "done", "job": "<id>", "exit_code": N}`` (0 success, 2 user error preceded by an ``error`` event
+  with the one-line message, 130 cancelled).
+
+Keeping one process alive means torch is imported and models are loaded once per Slicer session instead of once
+per click. Cancel is killing the process; the next job starts a new one. Anything a command prints goes to
+stderr so that stdout carries JSON only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+
+from BratsUNetLib.cli import EXIT_USER_ERROR
+from BratsUNetLib.events import ProgressReporter, job_scope
+
+NAME = "worker"
+HELP = "serve bratsunet commands as JSON-lines jobs on stdin/stdout (used by the Slicer module)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(progress="json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from BratsUNetLib.cli import build_parser
+
+    protocol = sys.stdout
+    parser = build_parser()
+    with contextlib.redirect_stdout(sys.stderr):
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            job_id, argv, problem = _parse_job(line)
+            with job_scope(protocol, job=job_id):
+                reporter = ProgressReporter("json")
+                if problem:
+                    reporter.emit("error", message=problem)
+                    exit_code = EXIT_USER_ERROR
+                else:
+                    exit_code = _run_job(parser, argv, reporter)
+                reporter.emit("done", exit_code=exit_code)
+    return 0
+
+
+def _parse_job(line: str) -> tuple[str | None, list[str], str | None]:
+    """Return (job id, argv, problem) for one stdin line; ``problem`` is None when the line is a valid job."""
+    expected = 'a job line must be {"job": id, "argv": [command, ...]}'
+    try:
+        request = json.loads(line)
+    except ValueError as exc:
+        return None, [], f"malformed job line ({exc}); {expected}"
+    if not isinstance(request, dict) or not isinstance(request.get("argv"), list):
+        return (str(request.get("job")) if isinstance(request, dict) else None), [], expected
+    return str(request.get("job")), [str(item) for item in request["argv"]], None
+
+
+def _run_job(parser: argparse.ArgumentParser, argv: list[str], reporter: ProgressReporter) -> int:
+    from BratsUNetLib.cli import execute
+
+    if not argv or argv[0] == NAME:
+        reporter.emit("error", message=f"not a job command: {' '.join(argv) or '(empty)'}")
+        return EXIT_USER_ERROR
+    try:
+        job_args = parser.parse_args([*argv, "--progress", "json"])
+    except SystemExit:  # argparse has explained the problem on stderr
+        reporter.emit("error", message=f"invalid command line: bratsunet {' '.join(argv)}")
+        return EXIT_USER_ERROR
+    return execute(job_args, lambda text: reporter.emit("error", message=text))

@@ -1,0 +1,472 @@
+"""Segmenting one case: read → preprocess → network → activation → inverse preprocessing → labels.
+
+The steps, for every model of an ensemble:
+
+1. The channels are read in the checkpoint's ``channels`` order by :func:`BratsUNetLib.imageio.read_case`,
+   which resamples every channel onto the first (reference) channel's grid.
+2. The model's own deterministic preprocessing (:func:`BratsUNetLib.preprocessing.deterministic_transforms`
+   built from its config's validation dataset options) runs on a MetaTensor that carries the reference affine,
+   so MONAI records every spatial step.
+3. The network runs either on the whole preprocessed volume (as the original: resized to ``desired_shape``) or,
+   with ``sliding_window``, at native resolution with a MONAI sliding-window inferer (foreground crop and
+   normalization, no resize). Optional mirror test-time augmentation averages the 8 flips.
+4. The activated outputs are put back on the reference grid by inverting the recorded spatial steps
+   (trilinear for a resize, zero outside a crop), then averaged over the models.
+5. Region probabilities become a BraTS label map (ORIGINAL.md §3), optionally without tiny islands.
+
+Arrays are channel-first: images ``(C, X, Y, Z)`` float32, probabilities ``(K, X, Y, Z)`` float32 in 0..1,
+label maps ``(X, Y, Z)`` uint8, affines 4×4 RAS in millimetres.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai import transforms as mt
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+
+from BratsUNetLib.errors import BratsUNetError, CheckpointError, ConfigError
+from BratsUNetLib.events import ProgressReporter
+
+#: BraTS 2023 channel names and the BraTS 2020 names they stand for.
+CHANNEL_ALIASES = {"t2f": "flair", "t1n": "t1", "t1c": "t1ce", "t2w": "t2"}
+ACTIVATIONS = ("sigmoid", "softmax", "none")
+# Models kept loaded by a long-lived process (the Slicer worker) so that repeated clicks do not reload them.
+_CACHE_SIZE = 4
+_MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
+
+
+def canonical_channel(name: str) -> str:
+    """The BraTS 2020 name of a channel (``t2f`` → ``flair``, ...); other names are only lower-cased."""
+    name = str(name).strip().lower()
+    return CHANNEL_ALIASES.get(name, name)
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How to segment. ``None`` for ``activation`` / ``scheme`` means "as the model's config says"."""
+
+    sliding_window: bool = False
+    tta: bool = False
+    activation: str | None = None
+    threshold: float = 0.5
+    scheme: str | None = None
+    min_island_voxels: int = 0
+    #: Label a voxel where the sum of the channels exceeds the threshold (original ``--sum``); only for models
+    #: whose channels are separate labels rather than a WT/TC/ET hierarchy.
+    sum_then_threshold: bool = False
+
+    def __post_init__(self) -> None:
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise BratsUNetError(f"Unknown activation '{self.activation}'; use one of {', '.join(ACTIVATIONS)}.")
+        if self.activation != "none" and not 0.0 <= self.threshold <= 1.0:
+            raise BratsUNetError(f"Threshold {self.threshold} is outside 0..1, the range of the probabilities it "
+                                 "is compared with.")
+        if self.min_island_voxels < 0:
+            raise BratsUNetError(f"--min-island-voxels must be 0 (off) or positive, got {self.min_island_voxels}.")
+
+
+@dataclass
+class SegmentationResult:
+    """One segmented case on the reference grid (the first channel's voxels and affine)."""
+
+    probabilities: np.ndarray  # (K, X, Y, Z) float32, activated network outputs averaged over models and flips
+    affine: np.ndarray  # (4, 4) float64 RAS, the reference channel's
+    labels: np.ndarray | None = None  # (X, Y, Z) uint8 label map; None when the outputs are not labels
+    volumes_ml: dict[str, float] = field(default_factory=dict)  # per region (WT/TC/ET) and sub-region, in mL
+
+
+class LoadedModel:
+    """A network in eval mode on its device with the description from its checkpoint.
+
+    ``config`` is the normalized original-format config the network was trained with; it decides the
+    preprocessing, the activation and how outputs become labels. ``channels`` is the input order.
+    """
+
+    def __init__(self, path: Path, network: torch.nn.Module, description: dict, device: torch.device):
+        from BratsUNetLib.config import dataset_options
+
+        self.path = path
+        self.network = network
+        self.description = description
+        self.device = device
+        self.config: dict = description["config"]
+        self.dataset: dict = dataset_options(self.config, "validation")
+        in_channels = self.config["model"].get("in_channels")
+        self.channels: tuple[str, ...] = tuple(canonical_channel(name) for name in description["channels"])
+        if in_channels is not None and int(in_channels) != len(self.channels):
+            raise CheckpointError(f"Model '{path}' lists {len(self.channels)} channels ({', '.join(self.channels)}) "
+                                  f"but its network takes {in_channels}; the checkpoint is inconsistent.")
+        self._transforms: dict[bool, mt.Compose] = {}
+
+    def transforms(self, sliding_window: bool) -> mt.Compose:
+        """The deterministic preprocessing; at native resolution (no resize) for sliding-window inference.
+
+        The same Compose instance must preprocess and invert (MONAI checks the transform ids), hence the cache.
+        """
+        from BratsUNetLib.preprocessing import deterministic_transforms
+
+        if sliding_window not in self._transforms:
+            dataset = dict(self.dataset, desired_shape=None) if sliding_window else self.dataset
+            self._transforms[sliding_window] = deterministic_transforms(dataset, keys=("image",))
+        return self._transforms[sliding_window]
+
+    def activation(self, options: InferenceOptions) -> str:
+        """``options.activation`` if set, else what the loss says (``sigmoid: true`` / ``softmax: true``)."""
+        if options.activation:
+            return options.activation
+        loss = self.config.get("loss") or {}
+        if loss.get("sigmoid"):
+            return "sigmoid"
+        if loss.get("softmax"):
+            return "softmax"
+        return "none"
+
+
+def load_models(paths: Sequence[str | os.PathLike], config: dict | str | os.PathLike | None = None,
+                device: str | torch.device = "auto") -> list[LoadedModel]:
+    """Load (or take from the cache) every model of an ensemble on ``device``.
+
+    ``config`` (a dict or a config file) is needed only for original 3DUnetCNN checkpoints, which hold bare
+    weights. Models are cached by (file, modification time, device, config) so a long-lived process loads a
+    model once and reloads it when the file changes.
+    """
+    from BratsUNetLib.checkpoint import load_model
+    from BratsUNetLib.config import load_config
+    from BratsUNetLib.devices import resolve_device
+
+    if not paths:
+        raise BratsUNetError("No model given; pass --model with a checkpoint file (.pth).")
+    torch_device = resolve_device(device)
+    if config is not None and not isinstance(config, Mapping):
+        config = load_config(config)
+    config_key = json.dumps(config, sort_keys=True, default=str) if config is not None else None
+    models = []
+    for path in paths:
+        path = Path(path).expanduser()
+        try:
+            modified = path.stat().st_mtime_ns
+        except OSError:
+            modified = None  # load_model below explains what is wrong with the path
+        key = (str(path.resolve()), modified, str(torch_device), config_key)
+        model = _MODEL_CACHE.get(key)
+        if model is None:
+            network, description = load_model(path, config=config, device=torch_device)
+            model = LoadedModel(path, network, description, torch_device)
+            _MODEL_CACHE[key] = model
+            while len(_MODEL_CACHE) > _CACHE_SIZE:
+                _MODEL_CACHE.popitem(last=False)
+        _MODEL_CACHE.move_to_end(key)
+        models.append(model)
+    return models
+
+
+def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
+                 models: Sequence[LoadedModel], options: InferenceOptions = InferenceOptions(),
+                 reporter: ProgressReporter | None = None, with_labels: bool = True) -> SegmentationResult:
+    """Segment one case with one model or the average of several (e.g. cross-validation folds).
+
+    ``paths`` maps channel names (``flair``, ``t1``, ... or the BraTS 2023 aliases) to image files, or lists the
+    files in the first model's channel order. The first model's first channel is the reference grid of
+    the result. ``probabilities`` are always returned; ``labels`` and ``volumes_ml`` when ``with_labels`` and
+    the model's config lists labels.
+    """
+    if not models:
+        raise BratsUNetError("No model given; pass --model with a checkpoint file (.pth).")
+    reporter = reporter or ProgressReporter("none")
+    channels = models[0].channels
+    _check_ensemble(models)
+    files = _files_in_order(paths, channels)
+
+    from BratsUNetLib.imageio import read_case
+
+    image, affine = read_case(files)
+    flips = _flip_dims(options.tta)
+    total = len(models) * len(flips)
+    reporter.start("segment", total)
+    probabilities: np.ndarray | None = None
+    for index, model in enumerate(models):
+        order = [channels.index(name) for name in model.channels]
+        # Normalization works in place, so every model but the last gets its own copy of the image.
+        last_user = index == len(models) - 1 and order == list(range(len(channels)))
+        channel_first = image if last_user else image[order]
+        passes_before = index * len(flips)
+        on_reference = _predict(model, torch.from_numpy(channel_first), affine, options, flips,
+                                lambda done, before=passes_before: reporter.advance("segment", before + done, total))
+        if probabilities is None:
+            probabilities = on_reference
+        else:
+            probabilities += on_reference
+    assert probabilities is not None
+    probabilities /= len(models)
+
+    result = SegmentationResult(probabilities=probabilities, affine=affine)
+    if with_labels and models[0].dataset.get("labels"):
+        result.labels = probabilities_to_labels(probabilities, models[0].dataset, options)
+        result.volumes_ml = label_volumes_ml(result.labels, affine, models[0].dataset, options)
+    return result
+
+
+def _check_ensemble(models: Sequence[LoadedModel]) -> None:
+    """Models averaged together must take the same channels and predict the same outputs."""
+    first = models[0]
+    for model in models[1:]:
+        if set(model.channels) != set(first.channels):
+            raise BratsUNetError(f"Models '{first.path}' and '{model.path}' take different channels "
+                                 f"({', '.join(first.channels)} vs {', '.join(model.channels)}); they cannot be "
+                                 "averaged.")
+        if (model.config["model"].get("out_channels") != first.config["model"].get("out_channels")
+                or model.dataset.get("labels") != first.dataset.get("labels")
+                or model.dataset.get("setup_label_hierarchy") != first.dataset.get("setup_label_hierarchy")):
+            raise BratsUNetError(f"Models '{first.path}' and '{model.path}' predict different outputs "
+                                 "(out_channels / labels); they cannot be averaged.")
+
+
+def _files_in_order(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
+                    channels: Sequence[str]) -> list[str | os.PathLike]:
+    """The image files in the model's channel order; errors name the missing channel."""
+    if isinstance(paths, Mapping):
+        given = {canonical_channel(name): path for name, path in paths.items() if path is not None}
+        missing = [name for name in channels if name not in given]
+        if missing:
+            raise BratsUNetError(f"The model needs the {', '.join(missing)} image(s) ({', '.join(channels)}); "
+                                 f"only {', '.join(given) or 'none'} were given.")
+        return [given[name] for name in channels]
+    paths = list(paths)
+    if len(paths) != len(channels):
+        raise BratsUNetError(f"The model takes {len(channels)} images ({', '.join(channels)}) but {len(paths)} "
+                             "were given.")
+    return paths
+
+
+def _flip_dims(tta: bool) -> list[tuple[int, ...]]:
+    """Spatial axes of a (N, C, X, Y, Z) batch to mirror: none, or all 8 combinations for test-time augmentation."""
+    if not tta:
+        return [()]
+    return [dims for count in range(4) for dims in itertools.combinations((2, 3, 4), count)]
+
+
+def _predict(model: LoadedModel, image: torch.Tensor, affine: np.ndarray, options: InferenceOptions,
+             flips: Sequence[tuple[int, ...]], on_pass: Callable[[int], None]) -> np.ndarray:
+    """Activated outputs ``(K, X, Y, Z)`` of one model on the reference grid of ``image`` ``(C, X, Y, Z)``."""
+    transforms = model.transforms(options.sliding_window)
+    preprocessed = transforms({"image": MetaTensor(image, affine=torch.as_tensor(affine))})["image"]
+    batch = preprocessed.as_tensor().unsqueeze(0).to(model.device)
+    run = _runner(model, options)
+    activation = model.activation(options)
+    summed: torch.Tensor | None = None
+    with torch.inference_mode():
+        for done, dims in enumerate(flips, start=1):
+            flipped = torch.flip(batch, dims) if dims else batch
+            output = _activate(run(flipped), activation)
+            output = torch.flip(output, dims) if dims else output
+            summed = output if summed is None else summed + output
+            on_pass(done)
+    assert summed is not None
+    averaged = (summed / len(flips))[0].float().cpu()
+    # The outputs carry the image's record of spatial steps so that MONAI undoes exactly those steps.
+    outputs = MetaTensor(averaged, meta=preprocessed.meta, applied_operations=list(preprocessed.applied_operations))
+    # Without spatial steps (no crop, no resize) there is nothing to undo.
+    on_reference = transforms.inverse({"image": outputs})["image"] if outputs.applied_operations else outputs
+    return np.ascontiguousarray(on_reference.numpy(), dtype=np.float32)
+
+
+def _runner(model: LoadedModel, options: InferenceOptions) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function batch → logits: a sliding-window inferer, or the network on the whole (padded) volume."""
+    if options.sliding_window:
+        inferer = _sliding_window_inferer(model)
+        return lambda batch: inferer(batch, model.network)
+    if model.dataset.get("desired_shape") and not model.dataset.get("random_crop"):
+        return model.network  # the volume was resized to the shape the network was trained on
+    # Native shape: pad to what the network's downsampling can divide, then cut the padding off again.
+    divisor = _downsampling(model.config["model"])
+    pad = mt.DivisiblePad(k=divisor, method="end")
+
+    def whole_volume(batch: torch.Tensor) -> torch.Tensor:
+        spatial = batch.shape[2:]
+        padded = torch.stack([pad(item) for item in batch])
+        return model.network(padded)[(..., *(slice(0, size) for size in spatial))]
+
+    return whole_volume
+
+
+def _sliding_window_inferer(model: LoadedModel) -> SlidingWindowInferer:
+    """The config's ``inference`` block when it names a sliding-window inferer, else windows of ``desired_shape``."""
+    from BratsUNetLib.config import resolve_name
+
+    block = model.config.get("inference") or {}
+    if block.get("name"):
+        cls = resolve_name("inferer", block["name"], "inference", "name")
+        if isinstance(cls, type) and issubclass(cls, SlidingWindowInferer):
+            return cls(**{key: value for key, value in block.items() if key != "name"})
+    roi = model.dataset.get("desired_shape")
+    if not roi:
+        raise ConfigError(f"Model '{model.path}' has no window size for sliding-window inference: its config has "
+                          "neither dataset.desired_shape nor an inference block with roi_size; run it without "
+                          "--sliding-window.")
+    return SlidingWindowInferer(roi_size=list(roi), sw_batch_size=1, overlap=0.25, mode="gaussian")
+
+
+def _downsampling(model_block: dict) -> list[int]:
+    """Per-axis product of the network's strides: the native input shape must be a multiple of it.
+
+    Networks whose block does not list ``strides`` get 32, enough for five halvings.
+    """
+    strides = model_block.get("strides")
+    if not strides:
+        return [32, 32, 32]
+    factors = np.ones(3, dtype=int)
+    for stride in strides:
+        factors *= np.broadcast_to(np.asarray(stride, dtype=int), (3,))
+    return [int(f) for f in factors]
+
+
+def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "sigmoid":
+        return torch.sigmoid(logits)
+    if activation == "softmax":
+        return torch.softmax(logits, dim=1)
+    return logits
+
+
+def label_scheme(dataset: dict, requested: str | None) -> str:
+    """``requested`` if given, else BraTS 2021 when the config's labels use 3 (not 4) for enhancing tumour."""
+    from BratsUNetLib.labels import flatten_labels
+
+    if requested:
+        return requested
+    values = set(flatten_labels(list(dataset.get("labels") or [])))
+    return "brats2021" if 3 in values and 4 not in values else "brats2020"
+
+
+def probabilities_to_labels(probabilities: np.ndarray, dataset: dict, options: InferenceOptions) -> np.ndarray:
+    """A uint8 label map ``(X, Y, Z)`` from activated outputs ``(K, X, Y, Z)``.
+
+    With the label hierarchy (WT/TC/ET channels) this is ORIGINAL.md §3 through
+    :func:`BratsUNetLib.labels.regions_to_labels`. Without it each channel is one label of the config's
+    ``labels`` list, as in the original's ``--segment``: a voxel is foreground where any channel (or, with
+    ``sum_then_threshold``, the sum of the channels) exceeds the threshold, and takes the label of its most
+    probable channel.
+    """
+    from BratsUNetLib.labels import regions_to_labels, remove_small_islands
+
+    labels = list(dataset.get("labels") or [])
+    if len(labels) != probabilities.shape[0]:
+        raise ConfigError(f"The network predicts {probabilities.shape[0]} channels but dataset.labels lists "
+                          f"{len(labels)} ({labels}); the config does not describe this model.")
+    if dataset.get("setup_label_hierarchy"):
+        if options.sum_then_threshold:
+            raise BratsUNetError("--sum does not apply to a label hierarchy (WT/TC/ET channels are nested, not "
+                                 "exclusive); leave it out.")
+        if probabilities.shape[0] != 3:
+            raise ConfigError(f"A label map needs the 3 region channels WT, TC, ET; this model predicts "
+                              f"{probabilities.shape[0]}.")
+        label_map = regions_to_labels(probabilities, threshold=options.threshold,
+                                      scheme=label_scheme(dataset, options.scheme))
+    else:
+        if any(isinstance(item, (list, tuple)) for item in labels):
+            raise ConfigError(f"dataset.labels {labels} merges several labels into one channel without a hierarchy; "
+                              "such outputs have no single label to write. Use the probability maps instead.")
+        foreground = (probabilities.sum(0) if options.sum_then_threshold else probabilities.max(0)) > options.threshold
+        values = np.asarray(labels, dtype=np.uint8)
+        label_map = np.where(foreground, values[np.argmax(probabilities, axis=0)], 0).astype(np.uint8)
+    if options.min_island_voxels:
+        label_map = remove_small_islands(label_map, options.min_island_voxels)
+    return label_map
+
+
+def label_volumes_ml(label_map: np.ndarray, affine: np.ndarray, dataset: dict,
+                     options: InferenceOptions) -> dict[str, float]:
+    """Volumes in millilitres: WT/TC/ET and the NCR/ED sub-regions for BraTS outputs, else one per label."""
+    from BratsUNetLib.labels import REGIONS, get_scheme, labels_to_regions
+
+    voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
+    if not dataset.get("setup_label_hierarchy"):
+        return {f"label {value}": float((label_map == value).sum()) * voxel_ml
+                for value in dataset["labels"]}
+    scheme = get_scheme(label_scheme(dataset, options.scheme))
+    regions = labels_to_regions(label_map, scheme)
+    volumes = {name: float(region.sum()) * voxel_ml for name, region in zip(REGIONS, regions)}
+    # The enhancing sub-region is the ET region; the other two sub-regions are single labels.
+    volumes["NCR"] = float((label_map == scheme.necrotic).sum()) * voxel_ml
+    volumes["ED"] = float((label_map == scheme.edema).sum()) * voxel_ml
+    return volumes
+
+
+def write_result(result: SegmentationResult, labels_path: str | os.PathLike | None = None,
+                 probabilities_path: str | os.PathLike | None = None) -> dict[str, str]:
+    """Write the label map (uint8) and/or the probabilities (float32, 4-D x,y,z,K as the original) atomically.
+
+    Returns the absolute paths written, keyed ``labels`` / ``probabilities`` (for the ``result`` event).
+    """
+    from BratsUNetLib.imageio import write_image
+
+    written = {}
+    if labels_path is not None:
+        if result.labels is None:
+            raise BratsUNetError("This model's outputs are not labels (its config has no dataset.labels); "
+                                 "write the probabilities instead.")
+        write_image(labels_path, result.labels, result.affine, np.uint8)
+        written["labels"] = str(Path(labels_path).absolute())
+    if probabilities_path is not None:
+        write_image(probabilities_path, np.moveaxis(result.probabilities, 0, -1), result.affine, np.float32)
+        written["probabilities"] = str(Path(probabilities_path).absolute())
+    return written
+
+
+def prediction_name(first_image: str | os.PathLike) -> str:
+    """The original's output name for a case: the first input's file name up to its first dot."""
+    return Path(first_image).name.split(".")[0]
+
+
+def predict_group(config: dict | str | os.PathLike, model_paths: str | os.PathLike | Sequence[str | os.PathLike],
+                  group: str, output_dir: str | os.PathLike, *, options: InferenceOptions = InferenceOptions(),
+                  segment: bool = False, overwrite: bool = True, device: str | torch.device = "auto",
+                  reporter: ProgressReporter | None = None) -> list[dict[str, str]]:
+    """Predict every case of the config's ``<group>_filenames`` into ``output_dir``, as the original predict.py.
+
+    Per case ``<name>.nii.gz`` holds the activated outputs (float32, x,y,z,K) on the first input's grid, and with
+    ``segment`` ``<name>_seg.nii.gz`` the uint8 label map, where ``<name>`` is :func:`prediction_name`. Without
+    ``overwrite`` cases whose outputs exist are skipped. Returns one dict of written paths per predicted case.
+    """
+    from BratsUNetLib.config import filename_groups, load_config
+
+    reporter = reporter or ProgressReporter("none")
+    config = load_config(config)
+    groups = filename_groups(config)
+    key = f"{group}_filenames"
+    entries = groups.get(group)
+    if not entries:
+        listed = sorted(name for name, cases in groups.items() if cases)
+        raise ConfigError(f"The config has no cases in '{key}'; choose --group among: {', '.join(listed) or 'none'}.")
+    if isinstance(model_paths, (str, os.PathLike)):
+        model_paths = [model_paths]
+    models = load_models(model_paths, config=config, device=device)
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BratsUNetError(f"Output directory '{output_dir}' is a file; give a folder.")
+    written: list[dict[str, str]] = []
+    reporter.start("predict", len(entries))
+    for done, entry in enumerate(entries, start=1):
+        images = entry["image"]  # load_config checked: a list of paths, one per channel
+        name = prediction_name(images[0])
+        outputs = {"probabilities": output_dir / f"{name}.nii.gz"}
+        if segment:
+            outputs["labels"] = output_dir / f"{name}_seg.nii.gz"
+        if overwrite or not all(path.exists() for path in outputs.values()):
+            try:
+                result = segment_case(images, models, options, with_labels=segment)
+            except BratsUNetError as exc:  # say which case of the list is at fault
+                raise type(exc)(f"case '{name}' of '{key}': {exc}") from None
+            written.append({"case": name, **write_result(result, outputs.get("labels"), outputs["probabilities"])})
+        reporter.advance("predict", done, len(entries), case=name)
+    return written

@@ -1,0 +1,562 @@
+"""BratsUNet: brain tumour segmentation of FLAIR, T1, T1ce and T2 MRI with a 3D U-Net, and training it.
+
+The four classes Slicer expects. They stay thin: the work is done by ``BratsUNetSlicer`` (scene I/O, worker
+process, results, case discovery) and by the ``BratsUNetLib`` library that runs in the worker. Nothing here
+imports torch or MONAI when the module loads, so the panel opens before they are installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import BratsUNetSlicer  # noqa: F401  (puts the bundled library on sys.path)
+import qt
+import slicer
+import vtk
+from BratsUNetSlicer import cases, dependencies, scene_io, segment, training
+from BratsUNetSlicer.models import ModelRegistry
+from BratsUNetSlicer.parameters import WIDGETS, NodeReference, Parameters
+from BratsUNetSlicer.worker import Job, WorkerClient
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from BratsUNetLib.errors import BratsUNetError, Cancelled
+
+log = logging.getLogger(__name__)
+
+#
+# BratsUNet
+#
+
+
+class BratsUNet(ScriptedLoadableModule):
+    """Module metadata."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("BratsUNet")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["BratsUNet developers"]
+        self.parent.helpText = _(
+            "Segments brain tumours in multi-modal MRI (FLAIR, T1, T1ce, T2) with a 3D U-Net into necrotic tumor "
+            "core, peritumoral edema and enhancing tumor, with the volume of each sub-region in mL; trains or "
+            "fine-tunes the network on cases loaded in the scene. Reads 3DUnetCNN configs and checkpoints.<br>"
+            "Console: <code>import BratsUNet; BratsUNet.BratsUNetLogic().segment(flair, t1, t1ce, t2, "
+            "model='model.pth', wait=True)</code> returns the segmentation node.")
+        self.parent.acknowledgementText = _(
+            "Re-implements the 3DUnetCNN training system (David G. Ellis) on MONAI and PyTorch.")
+
+
+#
+# BratsUNetWidget
+#
+
+
+class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: every value lives in the parameter node; the logic does the work in a worker process."""
+
+    POLL_MSEC = 200
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic: BratsUNetLogic | None = None
+        self._parameterNode = None
+        self._updatingGUI = False
+        self._job: Job | None = None
+        self._jobKind = ""
+        self._timer = None
+        self._cardFor: tuple[str, str] | None = None  # (model, config) whose card is shown
+
+    # -- set-up -------------------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/BratsUNet.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = BratsUNetLogic()
+
+        for text, value in ((_("Automatic"), "auto"), (_("CPU"), "cpu"), (_("GPU"), "gpu")):
+            self.ui.deviceComboBox.addItem(text, value)
+        for text, value in ((_("Small (fast, for a few cases)"), "small"), (_("BraTS 2020 (3DUnetCNN)"), "brats")):
+            self.ui.networkSizeComboBox.addItem(text, value)
+
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_MSEC)
+        self._timer.connect("timeout()", self.onPollJob)
+
+        for field, name in WIDGETS.items():
+            self._connectWidget(getattr(self.ui, name), field)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.addModelButton.connect("clicked(bool)", self.onAddModel)
+        self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.refreshCasesButton.connect("clicked(bool)", self.onRefreshCases)
+        self.ui.trainButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=False))
+        self.ui.resumeButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=True))
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+        self._restoreModels()
+        self.initializeParameterNode()
+
+    def _connectWidget(self, widget, field: str) -> None:
+        descriptor = getattr(Parameters, field)
+        if isinstance(descriptor, NodeReference):
+            widget.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        elif descriptor.kind is bool:
+            widget.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        elif descriptor.kind in (int, float):
+            widget.connect("valueChanged(double)" if descriptor.kind is float else "valueChanged(int)",
+                           self.updateParameterNodeFromGUI)
+        elif hasattr(widget, "currentPath"):
+            widget.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        else:
+            widget.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+        if self._timer is not None:
+            self._timer.stop()
+        if self.logic is not None:
+            self.logic.worker.close()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self._checkDependencies()
+
+    def exit(self) -> None:
+        self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node) -> None:
+        if node.IsA("vtkMRMLScalarVolumeNode"):
+            # A loading volume is added before its name is final: look at the names once loading finished.
+            qt.QTimer.singleShot(0, self._guessInputs)
+
+    def _guessInputs(self) -> None:
+        if self._parameterNode is not None:
+            self.logic.guessInputs(self.parameters)
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        self.logic.guessInputs(self.parameters)
+
+    def setParameterNode(self, node) -> None:
+        if self._parameterNode is not None:
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = node
+        if node is not None:
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self.updateGUIFromParameterNode()
+
+    @property
+    def parameters(self) -> Parameters:
+        return Parameters(self._parameterNode)
+
+    # -- parameter node <-> widgets -----------------------------------------------------------------------------
+
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        if self._parameterNode is None or self._updatingGUI:
+            return
+        self._updatingGUI = True
+        try:
+            parameters = self.parameters
+            for field, name in WIDGETS.items():
+                self._setWidgetValue(getattr(self.ui, name), field, getattr(parameters, field))
+            if parameters.modelPath and self.logic.models.get(parameters.modelPath) is None:
+                self.logic.models.add(parameters.modelPath, parameters.modelConfigPath)  # e.g. from a loaded scene
+                self._refreshModelSelector()
+            self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(parameters.modelPath))
+            if self._cardFor != (parameters.modelPath, parameters.modelConfigPath):
+                # Reading a card imports torch: never during setup, and not before the panel is drawn.
+                qt.QTimer.singleShot(0, self._showModelCard)
+            self._updateButtons()
+        finally:
+            self._updatingGUI = False
+
+    def _setWidgetValue(self, widget, field: str, value: Any) -> None:
+        descriptor = getattr(Parameters, field)
+        if isinstance(descriptor, NodeReference):
+            widget.setCurrentNode(value)
+        elif descriptor.kind is bool:
+            widget.checked = value
+        elif descriptor.kind in (int, float):
+            widget.value = value
+        elif hasattr(widget, "currentPath"):
+            widget.currentPath = value
+        else:
+            widget.setCurrentIndex(max(0, widget.findData(value)))
+
+    def _widgetValue(self, widget, field: str) -> Any:
+        descriptor = getattr(Parameters, field)
+        if isinstance(descriptor, NodeReference):
+            return widget.currentNode()
+        if descriptor.kind is bool:
+            return widget.checked
+        if descriptor.kind in (int, float):
+            return widget.value
+        if hasattr(widget, "currentPath"):
+            return widget.currentPath
+        return widget.currentData
+
+    def updateParameterNodeFromGUI(self, *args) -> None:
+        if self._parameterNode is None or self._updatingGUI:
+            return
+        wasModified = self._parameterNode.StartModify()
+        parameters = self.parameters
+        for field, name in WIDGETS.items():
+            setattr(parameters, field, self._widgetValue(getattr(self.ui, name), field))
+        self._parameterNode.EndModify(wasModified)
+
+    def _updateButtons(self) -> None:
+        parameters = self.parameters
+        running = self._job is not None and not self._job.finished
+        ready = all(parameters.inputs.values()) and bool(parameters.modelPath)
+        self.ui.applyButton.text = _("Cancel") if running and self._jobKind == "segment" else _("Apply")
+        self.ui.applyButton.enabled = (ready and not running) or (running and self._jobKind == "segment")
+        self.ui.applyButton.toolTip = (_("Segment the tumour") if ready
+                                       else _("Select the four input volumes and a model"))
+        self.ui.trainButton.text = _("Cancel") if running and self._jobKind == "train" else _("Train")
+        self.ui.trainButton.enabled = not running or self._jobKind == "train"
+        self.ui.resumeButton.enabled = not running
+
+    # -- models -------------------------------------------------------------------------------------------------
+
+    def _restoreModels(self) -> None:
+        """Models the user chose in earlier sessions (qt.QSettings), then the selector's items."""
+        saved = qt.QSettings().value("BratsUNet/Models", []) or []
+        for item in [saved] if isinstance(saved, str) else saved:  # QSettings gives a str for a single item
+            path, _sep, config = str(item).partition("|")
+            if os.path.isfile(path):
+                self.logic.models.add(path, config)
+        self._refreshModelSelector()
+
+    def _refreshModelSelector(self) -> None:
+        wasBlocked = self.ui.modelComboBox.blockSignals(True)
+        self.ui.modelComboBox.clear()
+        for entry in self.logic.models.entries():
+            self.ui.modelComboBox.addItem(entry.label, entry.path)
+        self.ui.modelComboBox.blockSignals(wasBlocked)
+        qt.QSettings().setValue("BratsUNet/Models",
+                                [f"{e.path}|{e.config}" for e in self.logic.models.entries() if not e.trained_here])
+        if self._parameterNode is not None:
+            self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(self.parameters.modelPath))
+
+    def onAddModel(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Choose a BratsUNet or 3DUnetCNN model"),
+                                              "", _("PyTorch checkpoints (*.pth *.pt);;All files (*)"))
+        if not path:
+            return
+        entry = self.logic.models.add(path, self.parameters.modelConfigPath)
+        self._refreshModelSelector()
+        self.parameters.modelPath = entry.path
+
+    def onModelChanged(self, index: int) -> None:
+        if self._updatingGUI or index < 0:
+            return
+        path = self.ui.modelComboBox.itemData(index)
+        self.parameters.modelPath = path
+        entry = self.logic.models.get(path)
+        if entry is not None and entry.config and not self.parameters.modelConfigPath:
+            self.parameters.modelConfigPath = entry.config
+        self._showModelCard()
+
+    def _showModelCard(self) -> None:
+        if self._parameterNode is None:
+            return
+        parameters = self.parameters
+        self._cardFor = (parameters.modelPath, parameters.modelConfigPath)
+        if not parameters.modelPath:
+            self.ui.modelCardText.plainText = ""
+        elif dependencies.missing_packages():
+            self.ui.modelCardText.plainText = _("The model card appears once PyTorch and MONAI are installed.")
+        else:
+            try:
+                self.ui.modelCardText.plainText = self.logic.models.card(parameters.modelPath,
+                                                                         parameters.modelConfigPath)
+            except BratsUNetError as exc:
+                self.ui.modelCardText.plainText = str(exc)
+
+    # -- dependencies -------------------------------------------------------------------------------------------
+
+    def _checkDependencies(self) -> None:
+        missing = dependencies.missing_packages()
+        self.ui.installDependenciesButton.visible = bool(missing)
+        if missing:
+            self.ui.deviceInfoLabel.text = _("Not installed yet: {packages}").format(packages=", ".join(missing))
+        else:
+            # Importing torch takes a few seconds: let the panel appear first.
+            qt.QTimer.singleShot(0, lambda: setattr(self.ui.deviceInfoLabel, "text", dependencies.detected_device()))
+            qt.QTimer.singleShot(0, self._showModelCard)
+
+    def _ensureDependencies(self) -> bool:
+        with slicer.util.tryWithErrorDisplay(_("Installing the dependencies failed."), waitCursor=True):
+            installed = dependencies.install(slicer.util.confirmOkCancelDisplay)
+        self._checkDependencies()
+        return installed
+
+    def onInstallDependencies(self) -> None:
+        self._ensureDependencies()
+
+    # -- running jobs -------------------------------------------------------------------------------------------
+
+    def onApplyButton(self) -> None:
+        if self._job is not None and not self._job.finished:
+            self._job.cancel()
+            return
+        if not self._ensureDependencies():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
+            self._startJob("segment", self.logic.segmentWithParameters(self.parameters, onEvent=self.onJobEvent))
+
+    def onTrainButton(self, resume: bool) -> None:
+        if self._job is not None and not self._job.finished:
+            self._job.cancel()
+            return
+        if not self._ensureDependencies():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
+            self._startJob("train", self.logic.trainWithParameters(self.parameters, resume=resume,
+                                                                   onEvent=self.onJobEvent))
+
+    def _startJob(self, kind: str, job: Job) -> None:
+        self._job, self._jobKind = job, kind
+        bar = self.ui.progressBar if kind == "segment" else self.ui.trainingProgressBar
+        bar.setRange(0, 0)  # busy until the first counted task starts
+        self._status(_("Running..."))
+        self._log(f"bratsunet {' '.join(job.argv)}")
+        if job.result.get("chart") is not None:  # training: follow the curves as epochs end
+            slicer.modules.plots.logic().ShowChartInLayout(job.result["chart"])
+        self._updateButtons()
+        self._timer.start()
+
+    def onPollJob(self) -> None:
+        if self._job is None or not self._job.poll():
+            return
+        self._timer.stop()
+        job, kind = self._job, self._jobKind
+        bar = self.ui.progressBar if kind == "segment" else self.ui.trainingProgressBar
+        bar.setRange(0, 1)
+        bar.value = 1 if job.state == "succeeded" else 0
+        if job.state == "succeeded":
+            self._status(_("Done."))
+            self.logic.adoptResult(self.parameters, job)
+            self._refreshModelSelector()
+            if kind == "segment":
+                slicer.util.setSliceViewerLayers(background=self.parameters.flair, fit=True)
+        elif job.state == "cancelled":
+            self._status(_("Cancelled."))
+        else:
+            self._status(_("Failed: {error}").format(error=job.error))
+            slicer.util.errorDisplay(job.error or _("The job failed."))
+        self._updateButtons()
+
+    def onJobEvent(self, event: dict) -> None:
+        kind = event.get("event")
+        bar = self.ui.progressBar if self._jobKind == "segment" else self.ui.trainingProgressBar
+        if kind == "start":
+            bar.setRange(0, max(1, int(event.get("total") or 1)))
+            bar.value = 0
+            self._status(str(event.get("task", "")))
+        elif kind == "progress":
+            bar.setRange(0, max(1, int(event.get("total") or 1)))
+            bar.value = int(event.get("done") or 0)
+        elif kind in ("message", "error"):
+            self._log(str(event.get("text") or event.get("message") or ""))
+        elif kind == "epoch":
+            self._log(training.describe_epoch(event))
+            self._status(training.describe_epoch(event))
+
+    def _status(self, text: str) -> None:
+        label = self.ui.statusLabel if self._jobKind != "train" else self.ui.trainingStatusLabel
+        label.text = text
+
+    def _log(self, text: str) -> None:
+        self.ui.logText.appendPlainText(text)
+        log.info("BratsUNet: %s", text)
+
+    # -- training cases -----------------------------------------------------------------------------------------
+
+    def onRefreshCases(self) -> None:
+        found = cases.discover_cases(slicer.mrmlScene)
+        self.ui.casesText.plainText = cases.describe_cases(found) or _("No cases found: load FLAIR, T1, T1ce and "
+                                                                        "T2 volumes and a label per case.")
+
+
+#
+# BratsUNetLogic
+#
+
+
+class BratsUNetLogic(ScriptedLoadableModuleLogic):
+    """Segmentation and training, usable from the Python console without the panel.
+
+    Work runs in a worker process (``python -m BratsUNetLib worker``); ``wait=False`` returns a
+    :class:`~BratsUNetSlicer.worker.Job` to poll or cancel, ``wait=True`` blocks and returns the result (and raises
+    the worker's one-line message as a :class:`BratsUNetError` on failure, :class:`Cancelled` on cancel).
+    """
+
+    def __init__(self, workerCommand: list[str] | None = None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.worker = WorkerClient(workerCommand)
+        self.models = ModelRegistry()
+
+    def getParameters(self) -> Parameters:
+        return Parameters(self.getParameterNode())
+
+    def guessInputs(self, parameters: Parameters) -> None:
+        """Fill the empty input selectors with the volumes of one case, chosen by their names."""
+        for modality, node in scene_io.guess_inputs(slicer.mrmlScene).items():
+            if getattr(parameters, modality) is None:
+                setattr(parameters, modality, node)
+
+    # -- segmentation -------------------------------------------------------------------------------------------
+
+    def segment(self, flair=None, t1=None, t1ce=None, t2=None, model: str = "", *, config: str = "",
+                outputSegmentation=None, volumesTable=None, device: str = "auto", slidingWindow: bool = False,
+                testTimeAugmentation: bool = False, labelScheme: str = "brats2020", probabilityMaps: bool = False,
+                wait: bool = False, onEvent=None):
+        """Segment the tumour in the four volumes with the checkpoint ``model``.
+
+        ``config`` is needed only for an original 3DUnetCNN checkpoint. ``outputSegmentation`` /
+        ``volumesTable`` are refilled when given, else created. ``device`` is auto, cpu, gpu, cuda or mps.
+        ``labelScheme`` "brats2021" labels enhancing tumour 3 instead of 4. With ``wait=True`` returns the
+        segmentation node, else the running job (its ``result["segmentation"]`` is set when it succeeds).
+        """
+        if not model:
+            raise BratsUNetError(_("No model chosen; give the path of a checkpoint (.pth)."))
+        self._requireDependencies()
+        description = self.models.describe(model, config)
+        self.models.add(model, config)
+        options = segment.SegmentationOptions(
+            device=dependencies.device_argument(device), sliding_window=slidingWindow,
+            tta=testTimeAugmentation, scheme=labelScheme, probability_maps=probabilityMaps)
+        job = segment.start(self.worker, {"flair": flair, "t1": t1, "t1ce": t1ce, "t2": t2}, model, config,
+                            list(description["channels"]), list(description["regions"]), options,
+                            outputSegmentation, volumesTable, onEvent)
+        return self.waitFor(job)["segmentation"] if wait else job
+
+    def segmentWithParameters(self, parameters: Parameters, wait: bool = False, onEvent=None):
+        """:meth:`segment` with the inputs and options of the parameter node (what Apply does)."""
+        return self.segment(
+            **parameters.inputs, model=parameters.modelPath, config=parameters.modelConfigPath,
+            outputSegmentation=parameters.outputSegmentation, volumesTable=parameters.volumesTable,
+            device=parameters.device, slidingWindow=parameters.slidingWindow,
+            testTimeAugmentation=parameters.testTimeAugmentation, labelScheme=parameters.labelScheme,
+            probabilityMaps=parameters.probabilityMaps, wait=wait, onEvent=onEvent)
+
+    # -- training -----------------------------------------------------------------------------------------------
+
+    def train(self, folder: str, settings: training.TrainingSettings | None = None, *, resume: bool = False,
+              pretrainedModel: str = "", table=None, wait: bool = False, onEvent=None):
+        """Train on the cases found in the scene; checkpoints and the log go to ``folder``.
+
+        ``resume`` continues the run in ``folder`` from its last checkpoint up to ``settings.epochs`` (the cases
+        need not be in the scene any more); ``pretrainedModel`` fine-tunes
+        an existing model. One row per epoch goes to ``table`` (created when None). With ``wait=True`` returns
+        the path of the new model (registered, ready to segment), else the running job (its ``result`` holds
+        ``table`` and ``chart`` at once, ``model`` when it ends).
+        """
+        self._requireDependencies()
+        found = [] if resume else cases.discover_cases(slicer.mrmlScene)
+        job = training.start(self.worker, found, folder, settings or training.TrainingSettings(), resume=resume,
+                             pretrained=pretrainedModel, table=table, on_event=onEvent, registry=self.models)
+        return self.waitFor(job)["model"] if wait else job
+
+    def trainWithParameters(self, parameters: Parameters, resume: bool = False, wait: bool = False, onEvent=None):
+        """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
+        settings = training.TrainingSettings(
+            epochs=parameters.epochs, learning_rate=parameters.learningRate, batch_size=parameters.batchSize,
+            patch_size=parameters.patchSize, validation_cases=parameters.validationCases,
+            network=parameters.networkSize, seed=parameters.seed,
+            device=dependencies.device_argument(parameters.device))
+        return self.train(parameters.trainingFolder, settings, resume=resume,
+                          pretrainedModel=parameters.modelPath if parameters.fineTune else "",
+                          table=parameters.trainingTable, wait=wait, onEvent=onEvent)
+
+    # -- shared -------------------------------------------------------------------------------------------------
+
+    def adoptResult(self, parameters: Parameters, job: Job) -> None:
+        """Point the parameter node at what a finished job made (output nodes, the new model)."""
+        if job.result.get("segmentation") is not None:
+            parameters.outputSegmentation = job.result["segmentation"]
+            parameters.volumesTable = job.result["table"]
+        if job.result.get("model"):
+            parameters.modelPath = job.result["model"]
+            parameters.trainingTable = job.result["table"]
+
+    def waitFor(self, job: Job) -> dict:
+        """Block until ``job`` ends; its result, or the failure as an exception."""
+        job.wait()
+        if job.state == "cancelled":
+            raise Cancelled(job.error or _("The job was cancelled."))
+        if job.state != "succeeded":
+            raise BratsUNetError(job.error or _("The job failed."))
+        return job.result
+
+    def _requireDependencies(self) -> None:
+        if not dependencies.install(slicer.util.confirmOkCancelDisplay):
+            raise BratsUNetError(_("BratsUNet needs PyTorch and MONAI; install them from the module panel."))
+
+
+#
+# BratsUNetTest
+#
+
+
+class BratsUNetTest(ScriptedLoadableModuleTest):
+    """Self-test: a generated case, segmented by a small random-weight model, must give the three segments."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_segment_generated_case()
+
+    def test_segment_generated_case(self) -> None:
+        import tempfile
+
+        from BratsUNetSlicer.testing import small_checkpoint
+
+        from BratsUNetLib.phantom import generate_case, write_case
+
+        self.delayDisplay("Generating a case and a small model")
+        folder = tempfile.mkdtemp(prefix="BratsUNetTest-")
+        paths = write_case(generate_case(shape=(32, 32, 32), seed=3), folder, "BraTS20_SelfTest_001")
+        volumes = {name: scene_io.load_volume(paths[name], f"BraTS20_SelfTest_001_{name}")
+                   for name in scene_io.MODALITIES}
+        model = small_checkpoint(os.path.join(folder, "model.pth"))
+
+        self.delayDisplay("Segmenting")
+        logic = BratsUNetLogic()
+        try:
+            node = logic.segment(**volumes, model=str(model), device="cpu", wait=True)
+        finally:
+            logic.worker.close()
+        names = [node.GetSegmentation().GetNthSegment(i).GetName()
+                 for i in range(node.GetSegmentation().GetNumberOfSegments())]
+        self.assertEqual(names, ["Necrotic tumor core", "Peritumoral edema", "Enhancing tumor"])
+        self.assertEqual(node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()), volumes["flair"])
+        self.delayDisplay("Test passed")

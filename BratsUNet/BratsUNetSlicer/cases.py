@@ -1,0 +1,165 @@
+"""Training cases found in the scene, and their export to the BraTS file layout the library trains on.
+
+A case is the FLAIR, T1, T1ce and T2 volumes plus a reference label of one patient: a segmentation node whose
+segments carry BraTS names (or label values), or a label map volume with BraTS values (1, 2, 4). Nodes belong to
+the same case when they sit in the same subject hierarchy folder and share the name prefix before the
+modality suffix (``BraTS20_Training_001_flair``; a folder of volumes named just ``FLAIR``, ``T1``... works too).
+Every group of nodes named like a case's volumes or label becomes a case; what it lacks is listed in
+``problems`` so the panel can say why a case is not used instead of silently dropping it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import slicer
+import vtk
+
+from BratsUNetLib.errors import ImageError
+from BratsUNetSlicer import scene_io
+
+# Label values written for training (BraTS 2020); the config's labels [2, 1, 4] make the WT/TC/ET hierarchy.
+LABEL_VALUES = {"NCR": 1, "ED": 2, "ET": 4}
+# Drawing order when segments overlap: the inner region wins, as in BraTS label maps.
+_PAINT_ORDER = ("ED", "NCR", "ET")
+_SEGMENT_NAMES = (
+    (re.compile(r"necro|non.?enhanc|\bncr\b|\bnet\b"), "NCR"),
+    (re.compile(r"enhanc|\bet\b"), "ET"),
+    (re.compile(r"o?edema|\bed\b"), "ED"),
+)
+_SEGMENT_VALUES = {"1": "NCR", "2": "ED", "3": "ET", "4": "ET"}
+
+
+@dataclass
+class TrainingCase:
+    """One case: ``volumes`` by modality, its ``label`` node, and what prevents using it (empty when usable)."""
+
+    name: str
+    volumes: dict[str, Any] = field(default_factory=dict)
+    label: Any = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+
+def segment_region(name: str) -> str | None:
+    """The BraTS sub-region (NCR, ED, ET) a segment name stands for: its words, or a label value."""
+    text = name.strip().lower()
+    value = re.fullmatch(r"(?:label[_ ]?)?(\d+)", text)
+    if value:
+        return _SEGMENT_VALUES.get(value.group(1))
+    return next((region for pattern, region in _SEGMENT_NAMES if pattern.search(text)), None)
+
+
+def _folder(hierarchy: Any, node: Any) -> int:
+    """The subject hierarchy item holding ``node`` (0 when it has none, e.g. in a scene built by a script)."""
+    item = hierarchy.GetItemByDataNode(node) if hierarchy is not None else 0
+    return hierarchy.GetItemParent(item) if item else 0
+
+
+def discover_cases(scene: Any) -> list[TrainingCase]:
+    """Every case in ``scene`` (usable or not), in the order their first node was added."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    groups: dict[tuple[int, str], TrainingCase] = {}
+    candidates = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                  for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    candidates += [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+                   for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
+    for node in candidates:
+        prefix, role = scene_io.split_name(node.GetName())
+        is_label = node.IsA("vtkMRMLSegmentationNode") or node.IsA("vtkMRMLLabelMapVolumeNode")
+        if role is None or (is_label and role != "label"):
+            continue
+        case = groups.setdefault((_folder(hierarchy, node), prefix.lower()), TrainingCase(prefix or node.GetName()))
+        if role == "label":
+            if case.label is not None:
+                case.problems.append(f"two labels ({case.label.GetName()}, {node.GetName()})")
+            case.label = node
+        elif role in case.volumes:
+            case.problems.append(f"two {scene_io.MODALITY_TITLES[role]} volumes "
+                                 f"({case.volumes[role].GetName()}, {node.GetName()})")
+        else:
+            case.volumes[role] = node
+    found = list(groups.values())  # every group has a volume or a label named like a case
+    for case in found:
+        missing = [scene_io.MODALITY_TITLES[m] for m in scene_io.MODALITIES if m not in case.volumes]
+        if missing:
+            case.problems.append("missing " + ", ".join(missing))
+        if case.label is None:
+            case.problems.append("no label (a segmentation or label map named like <case>_seg)")
+        elif case.label.IsA("vtkMRMLSegmentationNode"):
+            unknown = [name for name in _segment_names(case.label) if segment_region(name) is None]
+            if unknown:
+                case.problems.append(f"segments not named as BraTS sub-regions: {', '.join(unknown)}")
+    return found
+
+
+def describe_cases(found: list[TrainingCase]) -> str:
+    """One line per case for the panel: used, or why not."""
+    return "\n".join(f"{case.name}: " + ("ready" if case.usable else "not used, " + "; ".join(case.problems))
+                     for case in found)
+
+
+def _segment_names(segmentation: Any) -> list[str]:
+    content = segmentation.GetSegmentation()
+    return [content.GetNthSegment(i).GetName() for i in range(content.GetNumberOfSegments())]
+
+
+def label_array(case: TrainingCase) -> np.ndarray:
+    """The case's label as a BraTS 2020 label map on the FLAIR volume's grid, Slicer's (K, J, I) order."""
+    reference = case.volumes["flair"]
+    if case.label.IsA("vtkMRMLSegmentationNode"):
+        content = case.label.GetSegmentation()
+        masks = {}
+        for i in range(content.GetNumberOfSegments()):
+            region = segment_region(content.GetNthSegment(i).GetName())
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(case.label, content.GetNthSegmentID(i), reference)
+            masks[region] = masks.get(region, False) | (mask > 0)
+        labels = np.zeros(slicer.util.arrayFromVolume(reference).shape, dtype=np.uint8)
+        for region in _PAINT_ORDER:
+            if region in masks:
+                labels[masks[region]] = LABEL_VALUES[region]
+        return labels
+    labels = slicer.util.arrayFromVolume(case.label)
+    if not scene_io.same_geometry(case.label, reference):
+        raise ImageError(f"The label map '{case.label.GetName()}' is not on the grid of "
+                         f"'{reference.GetName()}'; resample it (Resample Scalar/Vector/DWI Volume) first.")
+    present = set(np.unique(labels).tolist())
+    if present - {0, 1, 2, 3, 4} or {3, 4} <= present:
+        raise ImageError(f"The label map '{case.label.GetName()}' has the values {sorted(present)}; BraTS labels are "
+                         "1 (necrotic core), 2 (edema) and 4 (enhancing tumor; 3 in BraTS 2021 and later).")
+    labels = labels.astype(np.uint8)
+    labels[labels == 3] = LABEL_VALUES["ET"]  # BraTS 2021+ enhancing tumour, trained as the 2020 value
+    return labels
+
+
+def export_case(case: TrainingCase, folder: str | Path) -> dict[str, Any]:
+    """The config entry ``{"image": [flair, t1, t1ce, t2], "label": seg}`` of a usable case (the original's).
+
+    Volumes unchanged since they were loaded are used from their files, as segmentation does
+    (:func:`scene_io.input_file`), so a model trained here sees its inputs as it will when segmenting; others
+    are written to ``folder/<case>/<case>_<modality>.nii.gz``, and the label always is (``_seg``).
+    """
+    if not case.usable:
+        raise ImageError(f"Case '{case.name}' cannot be used: {'; '.join(case.problems)}.")
+    name = re.sub(r"[^\w.-]+", "_", case.name).strip("_") or "case"
+    case_dir = Path(folder) / name
+    case_dir.mkdir(parents=True, exist_ok=True)
+    images = []
+    for modality in scene_io.MODALITIES:
+        scene_io.check_volume(case.volumes[modality], f"{scene_io.MODALITY_TITLES[modality]} of {case.name}")
+        images.append(str(scene_io.input_file(case.volumes[modality], case_dir / f"{name}_{modality}.nii.gz")))
+    reference = case.volumes["flair"]
+    label_node = slicer.vtkMRMLLabelMapVolumeNode()  # outside the scene: nothing is added to it
+    label_node.CopyOrientation(reference)
+    image = vtk.vtkImageData()
+    label_node.SetAndObserveImageData(image)
+    slicer.util.updateVolumeFromArray(label_node, label_array(case))
+    label_path = scene_io.export_volume(label_node, case_dir / f"{name}_seg.nii.gz")
+    return {"image": images, "label": str(label_path)}

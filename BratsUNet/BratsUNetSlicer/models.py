@@ -1,0 +1,76 @@
+"""The models the panel offers: checkpoint files chosen by the user, models trained in this session, and
+original 3DUnetCNN checkpoints (bare weights) with the config they were trained with.
+
+A model's description (channels, outputs, training summary) comes from the checkpoint through the library;
+reading it imports torch, so it happens only when a model is chosen or used, never when the module loads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelEntry:
+    """One model: its checkpoint, the config an original checkpoint needs, and where it came from."""
+
+    path: str
+    config: str = ""
+    trained_here: bool = False
+
+    @property
+    def label(self) -> str:
+        """What the model selector shows: ``<folder>/<file>`` (and a mark for models trained here)."""
+        path = Path(self.path)
+        text = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+        return f"{text} (trained in this session)" if self.trained_here else text
+
+
+class ModelRegistry:
+    """Known models by checkpoint path, in the order they were added, with their descriptions cached."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        self._descriptions: dict[tuple[str, str, float], dict] = {}
+
+    def add(self, path: str | os.PathLike, config: str | os.PathLike = "", trained_here: bool = False) -> ModelEntry:
+        """Register (or update) a model; the same file is listed once."""
+        key = str(Path(path).resolve())
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = ModelEntry(key)
+        entry.config = str(config or entry.config or "")
+        entry.trained_here = entry.trained_here or trained_here
+        return entry
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self._entries.values())
+
+    def get(self, path: str | os.PathLike) -> ModelEntry | None:
+        return self._entries.get(str(Path(path).resolve())) if path else None
+
+    def describe(self, path: str | os.PathLike, config: str | os.PathLike = "") -> dict[str, Any]:
+        """The checkpoint's description (``BratsUNetLib.checkpoint.load_model``), cached until the file changes.
+
+        Raises the library's CheckpointError / ConfigError with a one-line message for unusable files.
+        """
+        from BratsUNetLib.checkpoint import load_model
+        from BratsUNetLib.errors import CheckpointError
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"The model file '{path}' does not exist; choose a checkpoint (.pth).")
+        key = (str(path.resolve()), str(config or ""), path.stat().st_mtime)
+        if key not in self._descriptions:
+            _network, description = load_model(path, config=config or None, device="cpu")
+            self._descriptions[key] = description
+        return self._descriptions[key]
+
+    def card(self, path: str | os.PathLike, config: str | os.PathLike = "") -> str:
+        """The model card shown in the panel: inputs, outputs, labels, preprocessing, training summary."""
+        from BratsUNetLib.checkpoint import model_card
+
+        return model_card(self.describe(path, config))

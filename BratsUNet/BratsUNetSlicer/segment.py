@@ -1,0 +1,116 @@
+"""One segmentation run: check the inputs, hand them to ``bratsunet segment`` in the worker, import the result.
+
+The inputs are checked, and exported where their files cannot be used as they are, before the job starts (a
+bad input fails at once, with nothing changed);
+the result is imported when the job ends, in the thread that polls it. The temporary folder is removed however
+the job ends. Cancelling leaves the scene exactly as it was: nothing is added before the result is imported.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import slicer
+
+from BratsUNetLib.commands.segment import CHANNEL_FLAGS
+from BratsUNetLib.errors import CheckpointError, ImageError
+from BratsUNetSlicer import results, scene_io
+from BratsUNetSlicer.worker import Job, WorkerClient
+
+TABLE_ROLE = "BratsUNetVolumes"
+
+
+@dataclass(frozen=True)
+class SegmentationOptions:
+    """How to segment; ``device`` is a ``bratsunet --device`` value (auto, cpu, cuda, mps)."""
+
+    device: str = "auto"
+    sliding_window: bool = False
+    tta: bool = False
+    scheme: str = "brats2020"
+    probability_maps: bool = False
+
+
+def temporary_folder(purpose: str) -> Path:
+    """A new folder under Slicer's temporary path (the system's outside Slicer)."""
+    root = getattr(getattr(slicer, "app", None), "temporaryPath", None) or tempfile.gettempdir()
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"BratsUNet-{purpose}-", dir=root))
+
+
+def check_channels(channels: list[str]) -> None:
+    """Refuse a model whose inputs are not among FLAIR, T1, T1ce and T2."""
+    unknown = [name for name in channels if name not in scene_io.MODALITIES]
+    if unknown or not channels:
+        raise CheckpointError(f"The model expects the inputs {', '.join(channels) or '(none)'}; BratsUNet in Slicer "
+                              "provides FLAIR, T1, T1ce and T2 only. Choose a model trained on those.")
+
+
+def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str, channels: list[str],
+          regions: list[str], options: SegmentationOptions, segmentation: Any = None, table: Any = None,
+          on_event: Callable[[dict], None] | None = None) -> Job:
+    """Start segmenting ``inputs`` (modality -> volume node) with the checkpoint ``model``.
+
+    ``channels`` are the model's inputs in network order; the first one is the reference: the result lies on
+    its grid. ``regions`` name the model's outputs (the probability maps). ``segmentation`` / ``table`` are
+    refilled when given, else made (or found through the segmentation's references) when the result arrives.
+    After the job, ``job.result`` holds the nodes under ``segmentation``, ``table`` and ``probabilities``
+    beside the worker's payload.
+    """
+    check_channels(channels)
+    for name in channels:
+        scene_io.check_volume(inputs.get(name), scene_io.MODALITY_TITLES[name])
+    reference = inputs[channels[0]]
+    folder = temporary_folder("segment")
+    try:
+        argv = ["segment", "--model", str(model)]
+        if config:
+            argv += ["--config", str(config)]
+        flags = {dest: flag for dest, flag, *_ in CHANNEL_FLAGS}
+        for name in channels:
+            argv += [flags[name], str(scene_io.input_file(inputs[name], folder / f"{name}.nii"))]
+        labels_path, probabilities_path = folder / "labels.nii.gz", folder / "probabilities.nii.gz"
+        argv += ["--output", str(labels_path), "--device", options.device, "--labels", options.scheme]
+        if options.probability_maps:
+            argv += ["--probabilities", str(probabilities_path)]
+        if options.sliding_window:
+            argv.append("--sliding-window")
+        if options.tta:
+            argv.append("--tta")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+    def finish(job: Job) -> None:
+        try:
+            if job.state == "succeeded":
+                _import(job, reference, regions, options, segmentation, table, labels_path, probabilities_path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return worker.submit(argv, on_event=on_event, on_finish=finish)
+
+
+def _import(job: Job, reference: Any, regions: list[str], options: SegmentationOptions, segmentation: Any,
+            table: Any, labels_path: Path, probabilities_path: Path) -> None:
+    """Put the worker's files in the scene; everything is read and checked before the first node changes."""
+    channels = scene_io.read_channels(probabilities_path, reference) if options.probability_maps else None
+    if channels is not None and len(channels) != len(regions):
+        raise ImageError(f"'{probabilities_path}' holds {len(channels)} probability maps for the "
+                         f"{len(regions)} outputs {', '.join(regions)}; segment again.")
+    node = results.import_segmentation(labels_path, reference, options.scheme, segmentation)
+    job.result["segmentation"] = node
+    if channels is not None:
+        job.result["probabilities"] = results.import_probabilities(channels, node, reference, regions)
+    table = table or node.GetNodeReference(TABLE_ROLE)
+    if table is None:
+        table = node.GetScene().AddNewNodeByClass("vtkMRMLTableNode", f"{node.GetName()} volumes")
+    node.SetNodeReferenceID(TABLE_ROLE, table.GetID())
+    results.update_volumes_table(table, job.result.get("volumes_ml") or {})
+    results.place_beside(table, reference)
+    job.result["table"] = table

@@ -1,0 +1,181 @@
+"""Training from the scene: export the cases, write an original-format config, run ``bratsunet train``.
+
+The run lives in a folder the user chooses: ``cases/`` (labels, and volumes edited in Slicer, as NIfTI),
+``bratsunet_slicer.json`` (the config, in 3DUnetCNN's format, so the same run can be repeated on a cluster with
+the command line) and the work directory ``bratsunet_slicer/`` that ``train`` fills with ``model.pth`` (after
+every epoch), ``model_best.pth`` and ``training_log.csv``. Each ``epoch`` event becomes a row of a table node
+that a plot chart shows. Cancel kills the worker between two checkpoint writes (they are atomic), so the last
+good ``model.pth`` stays; Resume runs the folder's config again (with the epoch count now asked for, and without
+needing the cases in the scene), and the library continues after the last logged epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import slicer
+
+from BratsUNetLib.errors import BratsUNetError
+from BratsUNetLib.fileio import write_text_atomic
+from BratsUNetSlicer import cases, results, scene_io
+from BratsUNetSlicer.models import ModelRegistry
+from BratsUNetSlicer.worker import Job, WorkerClient
+
+CONFIG_NAME = "bratsunet_slicer"
+
+# DynUNet sizes offered in the panel: per level (filters, stride). "brats" is the BraTS 2020 example of the
+# original (24.9 M parameters); "small" (351 k parameters) trains on a CPU in minutes per epoch.
+NETWORKS = {
+    "small": ((8, 1), (16, 2), (32, 2), (64, 2)),
+    "brats": ((64, 1), (96, 2), (128, 2), (192, 2), (256, 2), (384, 2)),
+}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What the panel's training section sets. ``patch_size`` is the edge of the cube the network sees."""
+
+    epochs: int = 50
+    learning_rate: float = 0.001
+    batch_size: int = 1
+    patch_size: int = 128
+    validation_cases: int = 1
+    network: str = "small"
+    seed: int = 0
+    device: str = "auto"
+
+
+def network_block(network: str) -> dict[str, Any]:
+    """The config's ``model`` block: a DynUNet with 4 inputs (FLAIR, T1, T1ce, T2) and 3 outputs (WT, TC, ET)."""
+    if network not in NETWORKS:
+        raise BratsUNetError(f"Unknown network size '{network}'; use one of {', '.join(NETWORKS)}.")
+    levels = NETWORKS[network]
+    return {
+        "name": "DynUNet", "spatial_dims": 3, "in_channels": len(scene_io.MODALITIES), "out_channels": 3,
+        "filters": [filters for filters, _ in levels],
+        "strides": [[stride] * 3 for _, stride in levels],
+        "kernel_size": [[3, 3, 3] for _ in levels],
+        "upsample_kernel_size": [[stride] * 3 for _, stride in levels[1:]],
+        "deep_supervision": False,
+    }
+
+
+def training_config(settings: TrainingSettings, training_files: list[dict], validation_files: list[dict]) -> dict:
+    """An original-format config for BraTS (labels [2, 1, 4] as the WT/TC/ET hierarchy, sigmoid Dice loss)."""
+    edge = settings.patch_size
+    downsampling = 2 ** (len(NETWORKS.get(settings.network, ())) - 1)
+    if edge % downsampling:
+        raise BratsUNetError(f"The patch size {edge} must be a multiple of {downsampling} for the "
+                             f"'{settings.network}' network.")
+    config = {
+        "model": network_block(settings.network),
+        "optimizer": {"name": "Adam", "lr": settings.learning_rate},
+        "loss": {"name": "DiceLoss", "include_background": True, "sigmoid": True},
+        "scheduler": {"name": "ReduceLROnPlateau", "patience": 10, "factor": 0.5, "min_lr": 1e-08},
+        "dataset": {
+            "name": "SegmentationDataset", "desired_shape": [edge, edge, edge], "labels": [2, 1, 4],
+            "setup_label_hierarchy": True, "normalization": "NormalizeIntensityD",
+            "normalization_kwargs": {"channel_wise": True, "nonzero": False}, "resample": True,
+            "crop_foreground": True,
+        },
+        "training": {"batch_size": settings.batch_size, "validation_batch_size": 1, "n_epochs": settings.epochs,
+                     "save_best": True, "amp": False, "early_stopping_patience": None},
+        "training_filenames": training_files,
+    }
+    if validation_files:
+        config["validation_filenames"] = validation_files
+    return config
+
+
+def describe_epoch(event: dict[str, Any]) -> str:
+    """One log line for an ``epoch`` event."""
+    parts = [f"epoch {event.get('epoch')}: loss {event.get('loss', float('nan')):.4f}"]
+    if event.get("val_loss") is not None:
+        parts.append(f"validation loss {event['val_loss']:.4f}")
+    dice = {k: v for k, v in (event.get("dice") or {}).items() if v is not None}
+    if dice:
+        parts.append("Dice " + " ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+    if event.get("eta_seconds") is not None:
+        parts.append(f"about {event['eta_seconds'] / 60:.0f} min left")
+    return ", ".join(parts)
+
+
+def logged_epochs(log_path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``training_log.csv`` as ``epoch`` events (to show a resumed run's history)."""
+    from BratsUNetLib.labels import REGIONS
+    from BratsUNetLib.traininglog import TrainingLog, dice_column
+
+    return [{"event": "epoch", "epoch": row["epoch"], "loss": row["loss"], "val_loss": row["val_loss"],
+             "lr": row["lr"], "seconds": row["epoch_seconds"],
+             "dice": {region: row[dice_column(region)] for region in REGIONS}}
+            for row in TrainingLog.read(log_path, REGIONS).rows]
+
+
+def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | Path, settings: TrainingSettings,
+          *, resume: bool = False, pretrained: str = "", table: Any = None,
+          on_event: Callable[[dict], None] | None = None, registry: ModelRegistry | None = None) -> Job:
+    """Start training on the usable cases of ``found``; the last ``validation_cases`` of them validate.
+
+    ``resume`` continues the run in ``folder``; otherwise ``folder`` must not hold a run yet. ``pretrained``
+    fine-tunes from that checkpoint. ``table`` (made when None, once the checks passed) gets one row per epoch
+    (a resumed run's earlier epochs first) and a chart: ``job.result["table"]``, ``job.result["chart"]``. When
+    the job ends (success or cancel) the newest model is registered in ``registry`` and put in
+    ``job.result["model"]``.
+    """
+    if not folder:
+        raise BratsUNetError("Choose a folder for the training run (checkpoints and log are written there).")
+    from BratsUNetLib.training_state import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
+
+    folder = Path(folder)
+    work_dir = folder / CONFIG_NAME
+    config_path = folder / f"{CONFIG_NAME}.json"
+    if resume:
+        if not (work_dir / MODEL_FILENAME).exists() or not config_path.exists():
+            raise BratsUNetError(f"There is no training run to resume in '{folder}'; press Train to start one.")
+        config = json.loads(config_path.read_text())
+        config["training"]["n_epochs"] = settings.epochs
+    else:
+        if (work_dir / LOG_FILENAME).exists():
+            raise BratsUNetError(f"'{folder}' already holds a training run; press Resume to continue it or choose "
+                                 "an empty folder.")
+        usable = [case for case in found if case.usable]
+        if len(usable) <= settings.validation_cases:
+            listing = cases.describe_cases(found) or "no case found"
+            raise BratsUNetError(f"Training needs more than {settings.validation_cases} usable case(s) (the "
+                                 f"validation cases) and found {len(usable)}: {listing}.")
+        entries = [cases.export_case(case, folder / "cases") for case in usable]
+        split = len(entries) - settings.validation_cases
+        config = training_config(settings, entries[:split], entries[split:])
+    write_text_atomic(config_path, json.dumps(config, indent=2))
+    argv = ["train", "--config_filename", str(config_path), "--output_dir", str(folder), "--seed", str(settings.seed),
+            "--device", settings.device]
+    if pretrained and not resume:
+        argv += ["--pretrained_model_filename", str(pretrained)]
+    if table is None:
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "BratsUNet training")
+    results.reset_training_table(table)
+    for event in logged_epochs(work_dir / LOG_FILENAME) if resume else []:
+        results.add_epoch_row(table, event)
+    chart = results.training_chart(table)
+
+    def handle(event: dict) -> None:
+        if event.get("event") == "epoch":
+            results.add_epoch_row(table, event)
+        if on_event is not None:
+            on_event(event)
+
+    def finish(job: Job) -> None:
+        if job.state in ("succeeded", "cancelled"):
+            model = next((p for p in (work_dir / BEST_FILENAME, work_dir / MODEL_FILENAME) if p.exists()), None)
+            if model is not None:
+                if registry is not None:
+                    registry.add(model, trained_here=True)
+                job.result["model"] = str(model)
+
+    job = worker.submit(argv, on_event=handle, on_finish=finish)
+    job.result.update(table=table, chart=chart)
+    return job

@@ -14,10 +14,17 @@ from collections.abc import Callable
 
 from BratsUNetLib import __version__
 from BratsUNetLib.errors import BratsUNetError, Cancelled
-from BratsUNetLib.events import MODES
+from BratsUNetLib.events import MODES, discard_bars
 
 # Order is the order shown by --help.
 COMMAND_MODULES = (
+    "demo",
+    "segment",
+    "train",
+    "predict",
+    "evaluate",
+    "phantom",
+    "validate_config",
     "worker",
 )
 
@@ -47,12 +54,15 @@ def execute(args: argparse.Namespace, report_error: Callable[[str], None]) -> in
     try:
         return int(args.run(args) or 0)
     except Cancelled as exc:
+        discard_bars()
         report_error(str(exc))
         return EXIT_CANCELLED
     except KeyboardInterrupt:
+        discard_bars()
         report_error("interrupted.")
         return EXIT_CANCELLED
     except BratsUNetError as exc:
+        discard_bars()
         report_error(f"{args.command}: error: {exc}")
         return EXIT_USER_ERROR
 

@@ -1,0 +1,167 @@
+"""``bratsunet train``: the original train.py — train a network from a config, with cross-validation.
+
+The work folder is ``<output_dir>/<config name without extension>`` (``--output_dir`` defaults to the config's
+folder). A config with a ``cross_validation`` block is split into ``<work>/fold<k>.json`` files, each trained
+in ``<work>/fold<k>/`` (``--setup_crossval_only`` writes the files and stops). After training, every file group
+other than ``training_filenames`` (``validation``, ``test``, ...) is predicted into ``<work>/<group>/`` with
+the final ``model.pth``, as the original did. Running the same command again resumes an interrupted run.
+Ctrl-C (or SIGTERM) stops after the current step and keeps everything up to the last complete epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+NAME = "train"
+HELP = "train a 3D U-Net from a config file (original train.py flags); resumes an interrupted run"
+
+CACHE_CHOICES = ("memory", "disk", "none")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config_filename", required=True, help="JSON config in the 3DUnetCNN format")
+    parser.add_argument("--output_dir", help="where the work folder <config name>/ is made (default: the config's "
+                                             "folder)")
+    parser.add_argument("--setup_crossval_only", action="store_true",
+                        help="only write the cross-validation fold<k>.json configs (e.g. to train folds on a cluster)")
+    parser.add_argument("--pretrained_model_filename",
+                        help="start from these weights (fine-tuning); a resumed run continues from its model.pth")
+    parser.add_argument("--training_log_filename", help="training log CSV (default <work folder>/training_log.csv)")
+    parser.add_argument("--batch_size", type=int, help="override training.batch_size of the config")
+    parser.add_argument("--debug", action="store_true", help="describe every case as the network will see it")
+    parser.add_argument("--n_examples", type=int, default=None,
+                        help="number of network input/target examples written to data_loader_testing/ as NIfTI "
+                             "(default: training.test_input of the config, 1)")
+    parser.add_argument("--seed", type=int, help="seed for a reproducible run (on the CPU: identical results)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--cache", choices=CACHE_CHOICES, default="memory",
+                        help="keep preprocessed cases in memory (default), on disk in <work folder>/cache/, or "
+                             "recompute them every epoch")
+    machine = parser.add_argument_group("machine (as the original)")
+    machine.add_argument("--machine_config_filename",
+                         help='JSON {"n_workers": 4, "n_gpus": 1, "pin_memory": false}; replaces the three flags below')
+    machine.add_argument("--nthreads", type=int, default=1,
+                         help="data-loading worker processes (default 1; 0 loads in the training process)")
+    machine.add_argument("--ngpus", type=int, default=1,
+                         help="GPUs: 0 trains on the CPU, N > 1 runs N processes with DistributedDataParallel "
+                              "(started through torchrun)")
+    machine.add_argument("--pin_memory", action="store_true", help="page-locked batches for faster GPU copies")
+
+
+def read_machine_config(path: str) -> dict:
+    """``{"n_workers", "n_gpus", "pin_memory"}`` from a machine config file (missing keys: the flag defaults)."""
+    from BratsUNetLib.errors import ConfigError
+
+    try:
+        machine = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the machine config '{path}': {exc.strerror or exc}.") from None
+    except ValueError as exc:
+        raise ConfigError(f"The machine config '{path}' is not valid JSON ({exc}).") from None
+    known = {"n_workers": 1, "n_gpus": 1, "pin_memory": False}
+    if not isinstance(machine, dict) or set(machine) - set(known):
+        raise ConfigError(f"The machine config '{path}' must be a JSON object with the keys n_workers, n_gpus, "
+                          f'pin_memory, e.g. {{"n_workers": 4, "n_gpus": 1, "pin_memory": false}}.')
+    for key in ("n_workers", "n_gpus"):
+        value = machine.get(key, known[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"The machine config '{path}': {key} must be a whole number of 0 or more, got {value!r}.")
+    return {**known, **machine}
+
+
+def run(args: argparse.Namespace) -> int:
+    from BratsUNetLib import distributed
+    from BratsUNetLib.errors import BratsUNetError
+
+    machine = (read_machine_config(args.machine_config_filename) if args.machine_config_filename else
+               {"n_workers": args.nthreads, "n_gpus": args.ngpus, "pin_memory": args.pin_memory})
+    for flag, value in (("--nthreads", machine["n_workers"]), ("--ngpus", machine["n_gpus"])):
+        if value < 0:
+            raise BratsUNetError(f"{flag} must be 0 or more, got {value}.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise BratsUNetError(f"--batch_size must be at least 1, got {args.batch_size}.")
+    n_gpus = machine["n_gpus"]
+    if n_gpus > 1 and not distributed.launched_by_torchrun() and not args.setup_crossval_only:
+        import torch
+
+        if torch.cuda.device_count() < n_gpus:
+            raise BratsUNetError(f"--ngpus {n_gpus} asks for {n_gpus} GPUs but {torch.cuda.device_count()} CUDA "
+                                 f"GPU(s) are visible; lower --ngpus (0 trains on the CPU).")
+        return distributed.relaunch(n_gpus, _arguments(args))
+    device = "cpu" if n_gpus == 0 else args.device
+    config_path = Path(args.config_filename).expanduser().absolute()
+    output_dir = Path(args.output_dir).expanduser().absolute() if args.output_dir else config_path.parent
+    hint = (f"run: bratsunet train --config_filename {shlex.quote(str(config_path))} "
+            f"--output_dir {shlex.quote(str(output_dir))}")
+    _train_config(args, config_path, output_dir, machine, device, hint)
+    return 0
+
+
+def _train_config(args: argparse.Namespace, config_path: Path, output_dir: Path, machine: dict, device: str,
+                  hint: str) -> None:
+    """Train one config in ``<output_dir>/<config name>``; a cross-validation config trains each fold."""
+    from BratsUNetLib.cancel import CancelToken, stop_on_signals
+    from BratsUNetLib.config import filename_groups, load_config
+    from BratsUNetLib.crossval import write_fold_configs
+    from BratsUNetLib.errors import ConfigError
+    from BratsUNetLib.events import ProgressReporter
+    from BratsUNetLib.training import TrainingSettings, train
+
+    reporter = ProgressReporter(args.progress)
+    config = load_config(config_path)
+    work_dir = output_dir / config_path.name.split(".")[0]
+    if "cross_validation" in config:
+        if args.training_log_filename:
+            raise ConfigError("--training_log_filename cannot be used with cross-validation: each fold keeps its "
+                              "training_log.csv in its own folder; drop the flag.")
+        fold_paths = write_fold_configs(config, work_dir)
+        reporter.message(f"Cross-validation: wrote {len(fold_paths)} fold configs in '{work_dir}'.")
+        if not args.setup_crossval_only:
+            for fold_path in fold_paths:
+                reporter.message(f"Training fold '{fold_path.stem}'.")
+                _train_config(args, fold_path, work_dir, machine, device, hint)
+        return
+    if args.setup_crossval_only:
+        raise ConfigError(f"--setup_crossval_only: '{config_path}' has no cross_validation block to set up; add "
+                          f'"cross_validation": {{"n_folds": 5, "random_seed": 25}} or drop the flag.')
+    settings = TrainingSettings(
+        device=device, n_workers=machine["n_workers"], pin_memory=bool(machine["pin_memory"]),
+        batch_size=args.batch_size, pretrained_model=args.pretrained_model_filename, seed=args.seed,
+        cache=args.cache, n_examples=args.n_examples, debug=args.debug, log_filename=args.training_log_filename,
+        resume_hint=hint)
+    token = CancelToken()
+    notice = "Stopping after the current step; press Ctrl-C again to stop at once."
+    with stop_on_signals(token, notice):
+        result = train(config, work_dir, settings=settings, reporter=reporter, cancel=token)
+    if not result.is_main:
+        return
+    for group, entries in filename_groups(config).items():
+        if group != "training" and entries:
+            _predict(config, result.model, group, work_dir / group, device, reporter)
+
+
+def _predict(config: dict, model: Path, group: str, folder: Path, device: str, reporter) -> None:
+    """Predict a file group with the final model, as the original did after training."""
+    from BratsUNetLib.inference import predict_group
+
+    reporter.message(f"Predicting '{group}' into '{folder}'.")
+    predict_group(config, model, group, folder, device=device, reporter=reporter)
+
+
+def _arguments(args: argparse.Namespace) -> list[str]:
+    """The command line of this invocation, for re-launching it under torchrun."""
+    argv = ["train", "--progress", args.progress, "--config_filename", args.config_filename]
+    for flag in ("output_dir", "pretrained_model_filename", "training_log_filename", "batch_size", "n_examples",
+                 "seed", "machine_config_filename"):
+        value = getattr(args, flag)
+        if value is not None:
+            argv += [f"--{flag}", str(value)]
+    argv += ["--device", args.device, "--cache", args.cache, "--nthreads", str(args.nthreads),
+             "--ngpus", str(args.ngpus)]
+    for flag in ("debug", "pin_memory"):
+        if getattr(args, flag):
+            argv.append(f"--{flag}")
+    return argv

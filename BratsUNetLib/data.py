@@ -48,6 +48,12 @@ class Case:
     def identity(self) -> str:
         return self.id
 
+    @property
+    def axis_codes(self) -> str:
+        from BratsUNetLib.imageio import axis_codes
+
+        return axis_codes(self.affine)
+
     def load(self) -> Case:
         return self
 
@@ -86,6 +92,13 @@ class FileCase:
     def paths(self) -> tuple[Path, ...]:
         return self.image_paths + ((self.label_path,) if self.label_path else ())
 
+    @property
+    def axis_codes(self) -> str:
+        """Voxel axis directions of the reference (first) channel, read from its header."""
+        from BratsUNetLib.imageio import read_axis_codes
+
+        return read_axis_codes(self.image_paths[0])
+
     def load(self) -> Case:
         """Read the channels (resampled onto the first one's grid) and the label (nearest neighbour onto it)."""
         from BratsUNetLib.imageio import read_case, read_label
@@ -116,6 +129,9 @@ class CaseSource(Protocol):
 
     @property
     def identity(self) -> str: ...
+
+    @property
+    def axis_codes(self) -> str: ...
 
     def load(self) -> Case: ...
 

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 # centre maps to within this many voxels of a moving voxel centre (NIfTI stores affines in float32).
 GRID_TOLERANCE_VOXELS = 1e-3
 
+# Cosine of the angle between two voxel axes above which a grid counts as sheared (float32 affines round
+# to about 1e-7; real scanner grids are perpendicular).
+SHEAR_TOLERANCE = 1e-4
+
 # Label files are integer-valued; tools that store them as floats may add rounding noise below this.
 LABEL_VALUE_TOLERANCE = 1e-3
 
@@ -69,6 +73,19 @@ class Image:
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along X, Y, Z."""
         return voxel_spacing(self.affine)
+
+
+def axis_codes(affine: np.ndarray) -> str:
+    """Where the voxel axes point, as three letters (nibabel's convention): ``"LPS"`` for BraTS 2020 files."""
+    return "".join(nib.aff2axcodes(np.asarray(affine, dtype=np.float64)))
+
+
+def read_axis_codes(path: str | os.PathLike) -> str:
+    """:func:`axis_codes` of an image file, from its header alone (no voxels are read)."""
+    try:
+        return axis_codes(nib.load(str(path)).affine)
+    except Exception as exc:  # nibabel raises many types for unreadable headers; the full read reports details
+        raise ImageError(f"Cannot read the header of '{path}' ({exc}); check that it is a NIfTI image.") from None
 
 
 def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
@@ -202,8 +219,17 @@ def resample_to_reference(array: np.ndarray, affine: np.ndarray, reference_shape
         return _rearrange(array, *mapping, reference_shape, name)
     if not _fields_overlap(transform, array.shape, reference_shape):
         raise _no_overlap(name)
-    return ndimage.affine_transform(array, transform[:3, :3], offset=transform[:3, 3],
-                                    output_shape=reference_shape, order=order, mode="constant", cval=0.0)
+    matrix, offset = transform[:3, :3], transform[:3, 3]
+    # Within the moving image's field of view (half a voxel around its voxel centres) values are interpolated, the
+    # edge values extending over the half voxel beyond the outermost centres; outside it they are 0. (scipy's
+    # "constant" mode zeroes every point beyond the outermost centres, so a reference voxel on a shared edge, e.g.
+    # 1 mm and 2 mm scans of one field of view, lost its value whenever rounding put it 1e-16 outside.)
+    resampled = ndimage.affine_transform(array, matrix, offset=offset, output_shape=reference_shape, order=order,
+                                         mode="nearest")
+    covered = ndimage.affine_transform(np.ones(array.shape, dtype=np.uint8), matrix, offset=offset,
+                                       output_shape=reference_shape, order=0, mode="grid-constant", cval=0)
+    resampled[covered == 0] = 0
+    return resampled
 
 
 def _axis_mapping(transform: np.ndarray, reference_shape: tuple[int, ...]
@@ -283,16 +309,38 @@ def read_case(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, np.ndarra
 
     The first path is the reference: every other channel is resampled (trilinear) onto its grid when its
     geometry differs, so all channels share the first one's voxel order, shape and affine.
+
+    Raises :class:`ImageError` for a file whose voxels all have one value (an empty export or the wrong file:
+    the network would silently segment nothing) and for a sheared reference grid (results are written on it,
+    and 3D Slicer / ITK cannot represent shear; the other channels are resampled, so they may be sheared).
     """
     if not paths:
         raise ImageError("No image files were given for the case; give one file per channel (FLAIR, T1, T1ce, T2).")
-    reference = read_image(paths[0])
+    reference = _read_channel(paths[0])
+    if _is_sheared(reference.affine):
+        raise ImageError(f"'{reference.path}' has a sheared voxel grid (its axes are not perpendicular), which 3D "
+                         "Slicer and ITK cannot represent; resample it onto a regular grid and segment that.")
     channels = [reference.array]
     for path in paths[1:]:
-        channel = read_image(path)
+        channel = _read_channel(path)
         channels.append(resample_to_reference(channel.array, channel.affine, reference.shape, reference.affine,
                                               order=1, name=str(channel.path)))
     return np.stack(channels).astype(np.float32, copy=False), reference.affine
+
+
+def _read_channel(path: str | os.PathLike) -> Image:
+    """:func:`read_image`, refusing a file whose voxels all have the same value (no image in it)."""
+    image = read_image(path)
+    if image.array.min() == image.array.max():
+        raise ImageError(f"'{image.path}' holds no image: every voxel is {float(image.array.flat[0]):g}; give the "
+                         "image that holds the scan for this channel.")
+    return image
+
+
+def _is_sheared(affine: np.ndarray) -> bool:
+    """Whether the voxel axes of ``affine`` are not perpendicular (beyond NIfTI's float32 rounding)."""
+    axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return bool(np.abs(axes.T @ axes - np.eye(3)).max() > SHEAR_TOLERANCE)
 
 
 def read_label(path: str | os.PathLike, reference_shape: Sequence[int], reference_affine: np.ndarray) -> np.ndarray:

@@ -64,6 +64,8 @@ class InferenceOptions:
     #: Label a voxel where the sum of the channels exceeds the threshold (original ``--sum``); only for models
     #: whose channels are separate labels rather than a WT/TC/ET hierarchy.
     sum_then_threshold: bool = False
+    #: How the network runs (:data:`BratsUNetLib.backends.BACKENDS`); ``auto`` picks the fastest that agrees.
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.activation is not None and self.activation not in ACTIVATIONS:
@@ -73,6 +75,9 @@ class InferenceOptions:
                                  "is compared with.")
         if self.min_island_voxels < 0:
             raise BratsUNetError(f"--min-island-voxels must be 0 (off) or positive, got {self.min_island_voxels}.")
+        from BratsUNetLib.backends import check_backend
+
+        check_backend(self.backend)  # before any image is read
 
 
 @dataclass
@@ -83,6 +88,9 @@ class SegmentationResult:
     affine: np.ndarray  # (4, 4) float64 RAS, the reference channel's
     labels: np.ndarray | None = None  # (X, Y, Z) uint8 label map; None when the outputs are not labels
     volumes_ml: dict[str, float] = field(default_factory=dict)  # per region (WT/TC/ET) and sub-region, in mL
+
+
+ORIGINAL_AXIS_CODES = "LPS"  # the voxel order of BraTS 2020 files (affine about diag(-1, -1, 1))
 
 
 class LoadedModel:
@@ -101,12 +109,24 @@ class LoadedModel:
         self.device = device
         self.config: dict = description["config"]
         self.dataset: dict = dataset_options(self.config, "validation")
+        # BratsUNet checkpoints record the voxel order they were trained in; the original 3DUnetCNN trained on
+        # BraTS files as stored, in LPS order, so inputs stored otherwise are turned to that order first.
+        self.dataset["orientation"] = self.dataset.get("orientation") or ORIGINAL_AXIS_CODES
         in_channels = self.config["model"].get("in_channels")
         self.channels: tuple[str, ...] = tuple(canonical_channel(name) for name in description["channels"])
         if in_channels is not None and int(in_channels) != len(self.channels):
             raise CheckpointError(f"Model '{path}' lists {len(self.channels)} channels ({', '.join(self.channels)}) "
                                   f"but its network takes {in_channels}; the checkpoint is inconsistent.")
         self._transforms: dict[bool, mt.Compose] = {}
+        self._runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+
+    def forward(self, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The network run by ``backend`` (:func:`BratsUNetLib.backends.prepare`), prepared once per loaded model."""
+        from BratsUNetLib.backends import prepare
+
+        if backend not in self._runners:
+            self._runners[backend] = prepare(self.network, backend=backend, device=self.device)
+        return self._runners[backend]
 
     def transforms(self, sliding_window: bool) -> mt.Compose:
         """The deterministic preprocessing; at native resolution (no resize) for sliding-window inference.
@@ -185,7 +205,7 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
     reporter = reporter or ProgressReporter("none")
     channels = models[0].channels
     _check_ensemble(models)
-    files = _files_in_order(paths, channels)
+    files = _files_in_order(paths, channels, models[0].path)
 
     from BratsUNetLib.imageio import read_case
 
@@ -232,19 +252,21 @@ def _check_ensemble(models: Sequence[LoadedModel]) -> None:
 
 
 def _files_in_order(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
-                    channels: Sequence[str]) -> list[str | os.PathLike]:
-    """The image files in the model's channel order; errors name the missing channel."""
+                    channels: Sequence[str], model: Path) -> list[str | os.PathLike]:
+    """The image files in the order of the channels of ``model``; errors name the model and the missing channel."""
     if isinstance(paths, Mapping):
         given = {canonical_channel(name): path for name, path in paths.items() if path is not None}
         missing = [name for name in channels if name not in given]
         if missing:
-            raise BratsUNetError(f"The model needs the {', '.join(missing)} image(s) ({', '.join(channels)}); "
-                                 f"only {', '.join(given) or 'none'} were given.")
+            raise BratsUNetError(f"Model '{model}' needs the {', '.join(missing)} image(s) ({', '.join(channels)}); "
+                                 f"only {', '.join(given) or 'none'} were given: give them, or choose a model "
+                                 "trained on the images you have.")
         return [given[name] for name in channels]
     paths = list(paths)
     if len(paths) != len(channels):
-        raise BratsUNetError(f"The model takes {len(channels)} images ({', '.join(channels)}) but {len(paths)} "
-                             "were given.")
+        raise BratsUNetError(f"Model '{model}' takes {len(channels)} images ({', '.join(channels)}) but "
+                             f"{len(paths)} were given: give one file per channel in that order, or choose a model "
+                             "trained on the images you have.")
     return paths
 
 
@@ -282,11 +304,12 @@ def _predict(model: LoadedModel, image: torch.Tensor, affine: np.ndarray, option
 
 def _runner(model: LoadedModel, options: InferenceOptions) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function batch → logits: a sliding-window inferer, or the network on the whole (padded) volume."""
+    network = model.forward(options.backend)
     if options.sliding_window:
         inferer = _sliding_window_inferer(model)
-        return lambda batch: inferer(batch, model.network)
+        return lambda batch: inferer(batch, network)
     if model.dataset.get("desired_shape") and not model.dataset.get("random_crop"):
-        return model.network  # the volume was resized to the shape the network was trained on
+        return network  # the volume was resized to the shape the network was trained on
     # Native shape: pad to what the network's downsampling can divide, then cut the padding off again.
     divisor = _downsampling(model.config["model"])
     pad = mt.DivisiblePad(k=divisor, method="end")
@@ -294,7 +317,7 @@ def _runner(model: LoadedModel, options: InferenceOptions) -> Callable[[torch.Te
     def whole_volume(batch: torch.Tensor) -> torch.Tensor:
         spatial = batch.shape[2:]
         padded = torch.stack([pad(item) for item in batch])
-        return model.network(padded)[(..., *(slice(0, size) for size in spatial))]
+        return network(padded)[(..., *(slice(0, size) for size in spatial))]
 
     return whole_volume
 

@@ -82,6 +82,11 @@ class TrainingRun:
         if validation_cases:
             check_cases(validation_cases, "validation", in_channels, need_labels=True)
         self.cases, self.validation_cases = list(cases), list(validation_cases or [])
+        if not self.config["dataset"].get("orientation"):
+            # Without an explicit orientation every case is turned to the voxel order of the first one, and the
+            # checkpoints record it, so a model sees the same order in training and in inference whichever way
+            # each file (or Slicer's export of it) stores its voxels.
+            self.config["dataset"]["orientation"] = self.cases[0].axis_codes
         self.validation = bool(self.validation_cases)
         self.monitor = "val_loss" if self.validation else "loss"
         self.regions = output_names(dataset_options(self.config, "training"), model_block.get("out_channels"))

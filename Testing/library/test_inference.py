@@ -268,3 +268,22 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(BratsUNetError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_the_same_anatomy_stored_in_another_voxel_order_gives_the_same_segmentation(tmp_path):
+    """A model sees its training voxel order whatever the file stores: BraTS LPS and a left-handed copy agree."""
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    paths, _ = blob_case(tmp_path / "lps", affine=lps)
+    # The same voxels at the same world points, stored with the second axis reversed (a left-handed affine).
+    flipped = lps @ np.array([[1.0, 0, 0, 0], [0, -1, 0, SHAPE[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1]])
+    flipped_paths = {}
+    for name, path in paths.items():
+        flipped_paths[name] = tmp_path / f"flipped_{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.asarray(nib.load(path).dataobj)[:, ::-1].copy(), flipped), flipped_paths[name])
+    config = tiny_config()
+    assert "orientation" not in TINY_CONFIG["dataset"]  # the case this test is about: no orientation in the config
+    models = load_models([saved_model(tmp_path / "model.pth", config, seed=3)], device="cpu")
+
+    stored = segment_case(paths, models, InferenceOptions(), with_labels=False).probabilities
+    other = segment_case(flipped_paths, models, InferenceOptions(), with_labels=False).probabilities
+    np.testing.assert_allclose(other[:, :, ::-1], stored, atol=1e-5)

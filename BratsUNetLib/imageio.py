@@ -14,7 +14,7 @@ Conventions:
   with code 1 (scanner), which both read the same way.
 - Two images are compared only through their affines, never by assuming a transpose: a left-handed file
   (``det < 0``, e.g. ``diag(-x, y, z)``) and a right-handed one can store the same grid in different voxel
-  orders (see /work/shared/notes/SLICER.md, "Geometry: the trap").
+  orders (a left-handed file is stored K-reversed by Slicer: same voxels at the same RAS points).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Segmentation metrics with the legacy BraTS 2020 conventions (/work/shared/spec/METRICS.md).
+"""Segmentation metrics with the legacy BraTS 2020 conventions (those of the challenge and of nnU-Net's BraTS evaluation).
 
 Per case and region: Dice, HD95 (mm) and volumes (mL). No value is ever NaN:
 

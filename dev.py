@@ -4,7 +4,7 @@
     python3 dev.py demo [demo options]   # main job: phantoms -> training -> segmentation -> report
     python3 dev.py test [pytest options] # the whole test suite
 
-The first run creates `.venv/` and installs the library with its test extras (torch pinned by
+The first run creates `.venv/` and installs the library with its test and fast-inference extras (torch pinned by
 `constraints-dev.txt`); later runs reinstall only when `pyproject.toml` or the pins change.
 """
 
@@ -44,7 +44,7 @@ def ensure_environment() -> Path:
     if not STAMP.exists() or STAMP.read_text() != fingerprint:
         print("Installing BratsUNet and its test dependencies into .venv ...", flush=True)
         pip = [str(venv_python()), "-m", "pip", "--disable-pip-version-check", "-q"]
-        subprocess.run(pip + ["install", "-c", "constraints-dev.txt", "-e", ".[test]"], cwd=ROOT, check=True)
+        subprocess.run(pip + ["install", "-c", "constraints-dev.txt", "-e", ".[test,fast]"], cwd=ROOT, check=True)
         STAMP.write_text(fingerprint)
     return venv_python()
 

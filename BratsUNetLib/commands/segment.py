@@ -16,6 +16,8 @@ CHANNEL_FLAGS = (
     ("t2", "--t2", "--t2w", "T2 image"),
 )
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# The names of BratsUNetLib.backends.BACKENDS, spelled out so that --help does not import torch.
+BACKENDS = ("auto", "eager", "onnxruntime", "openvino", "channels_last", "compile", "amp")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probabilities", metavar="PROBS.nii.gz",
                         help="also write the WT/TC/ET probability maps (float32, 4-D x,y,z,3)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="how the network runs: auto (default: the fastest installed option whose outputs agree "
+                             "with PyTorch fp32), eager (plain PyTorch) or one of the others (see benchmarks/README.md)")
     parser.add_argument("--sliding-window", action="store_true",
                         help="run at native resolution with sliding windows instead of resizing the whole volume")
     parser.add_argument("--tta", action="store_true",
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise BratsUNetError("No input image given; pass --flair, --t1, --t1ce and --t2 "
                              "(or --t2f, --t1n, --t1c, --t2w).")
     options = InferenceOptions(sliding_window=args.sliding_window, tta=args.tta, threshold=args.threshold,
-                               scheme=args.labels, min_island_voxels=args.min_island_voxels)
+                               scheme=args.labels, min_island_voxels=args.min_island_voxels, backend=args.backend)
 
     models = load_models(args.model, config=args.config, device=args.device)
     say = reporter.message if reporter.mode == "json" else print

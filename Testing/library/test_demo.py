@@ -1,7 +1,6 @@
 """The demo end to end in a tiny setting: every report file is written, and the model is a usable checkpoint."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 from matplotlib.image import imread

@@ -68,7 +68,7 @@ def _augmentations(options: dict, key: str, default_keys: tuple[str, ...]) -> li
     Spatial transforms move the label with the image; when the transform takes a ``mode`` and the config gives
     none, the label gets ``nearest`` so its one-hot channels stay binary (the original left the image's mode).
     """
-    from BratsUNetLib.config import resolve_name
+    from BratsUNetLib.allowlists import resolve_name
 
     transforms = []
     for position, entry in enumerate(options.get(key) or []):

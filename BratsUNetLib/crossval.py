@@ -49,7 +49,7 @@ def write_fold_configs(config: dict, work_dir: str | Path) -> list[Path]:
     block normalized to ``{"n_folds", "random_seed"}``). The fold files keep every other block and file group
     unchanged, so groups such as ``test_filenames`` are still predicted after each fold.
     """
-    from BratsUNetLib.config import CROSS_VALIDATION_DEFAULTS
+    from BratsUNetLib.config_validation import CROSS_VALIDATION_DEFAULTS
 
     if not config.get("training_filenames"):
         raise ConfigError("cross_validation needs cases in 'training_filenames' to split into folds.")

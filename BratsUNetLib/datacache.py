@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import multiprocessing
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,7 +127,7 @@ class PreparedCases:
         reporter.start(task, len(todo))
         # Its own generator: a DataLoader otherwise draws from torch's global one, which seeded runs replay.
         loader = DataLoader(_Preparer(self, todo), batch_size=None, num_workers=n_workers,
-                            worker_init_fn=ignore_interrupts if n_workers else None, generator=torch.Generator())
+                            generator=torch.Generator(), **worker_options(n_workers))
         for done, (index, outcome) in enumerate(loader, 1):
             if isinstance(outcome, BratsUNetError):
                 raise outcome
@@ -210,3 +211,17 @@ class _Preparer(Dataset):
 def ignore_interrupts(worker_id: int) -> None:
     """Data-loader worker start-up: leave Ctrl-C to the main process, which stops the run cleanly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def worker_options(n_workers: int) -> dict:
+    """DataLoader options for ``n_workers`` worker processes (none for 0).
+
+    Workers start from a fork server where there is one: forking a process whose native thread pools are running
+    (OpenVINO, ONNX Runtime or oneDNN after a segmentation in the same Slicer worker process) can crash it.
+    """
+    if n_workers <= 0:
+        return {}
+    options: dict = {"worker_init_fn": ignore_interrupts}
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        options["multiprocessing_context"] = "forkserver"
+    return options

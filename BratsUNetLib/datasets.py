@@ -8,6 +8,7 @@ gives the same batches whether it runs with or without data-loader workers, on o
 
 from __future__ import annotations
 
+
 import math
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from monai.transforms import Compose
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from BratsUNetLib.augmentation import seed_pipeline
-from BratsUNetLib.datacache import PreparedCases, ignore_interrupts
+from BratsUNetLib.datacache import PreparedCases, worker_options
 
 
 def derive_seed(*numbers: int) -> int:
@@ -113,7 +114,7 @@ def make_loader(dataset: SampleDataset, sampler: Sampler, batch_size: int, n_wor
     """
     options: dict[str, Any] = {}
     if n_workers > 0:
-        options = {"persistent_workers": True, "worker_init_fn": ignore_interrupts}
+        options = {"persistent_workers": True, **worker_options(n_workers)}
         if prefetch_factor:
             options["prefetch_factor"] = int(prefetch_factor)
     # Its own generator: a DataLoader otherwise draws from torch's global one at every epoch, which would make

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -30,6 +31,8 @@ MODES = ("bar", "json", "none")
 # that carries JSON events while plain prints go elsewhere.
 _job_fields: dict[str, Any] = {}
 _json_stream: IO[str] | None = None
+# Every reporter, so that an error message can first erase the bars left open by the failed work.
+_reporters: weakref.WeakSet[ProgressReporter] = weakref.WeakSet()
 
 
 @contextlib.contextmanager
@@ -64,6 +67,7 @@ class ProgressReporter:
         self.mode = mode
         self.stream = stream
         self._bars: dict[str, Any] = {}
+        _reporters.add(self)
 
     def emit(self, event: str, **fields: Any) -> None:
         record = {"event": event, **_job_fields, **fields}
@@ -127,6 +131,15 @@ class ProgressReporter:
                     parts.append(f"Dice {region} {value:.3f}")
             parts.append(f"{record.get('seconds', 0.0):.1f}s")
             self._show({"event": "message", "text": "  ".join(parts)})
+
+
+def discard_bars() -> None:
+    """Erase the progress bars still open (work that failed midway), so that an error message stands alone."""
+    for reporter in list(_reporters):
+        for bar in reporter._bars.values():
+            bar.leave = False
+            bar.close()
+        reporter._bars.clear()
 
 
 def eta_seconds(started: float, done: int, total: int) -> float | None:

@@ -141,15 +141,10 @@ class LoadedModel:
         return self._transforms[sliding_window]
 
     def activation(self, options: InferenceOptions) -> str:
-        """``options.activation`` if set, else what the loss says (``sigmoid: true`` / ``softmax: true``)."""
-        if options.activation:
-            return options.activation
-        loss = self.config.get("loss") or {}
-        if loss.get("sigmoid"):
-            return "sigmoid"
-        if loss.get("softmax"):
-            return "softmax"
-        return "none"
+        """``options.activation`` if set, else what the loss says (:func:`BratsUNetLib.config.activation_of`)."""
+        from BratsUNetLib.config import activation_of
+
+        return options.activation or activation_of(self.config)
 
 
 def load_models(paths: Sequence[str | os.PathLike], config: dict | str | os.PathLike | None = None,
@@ -324,7 +319,7 @@ def _runner(model: LoadedModel, options: InferenceOptions) -> Callable[[torch.Te
 
 def _sliding_window_inferer(model: LoadedModel) -> SlidingWindowInferer:
     """The config's ``inference`` block when it names a sliding-window inferer, else windows of ``desired_shape``."""
-    from BratsUNetLib.config import resolve_name
+    from BratsUNetLib.allowlists import resolve_name
 
     block = model.config.get("inference") or {}
     if block.get("name"):

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from BratsUNetLib.config import allowed_names, model_problems
+from BratsUNetLib.allowlists import allowed_names
+from BratsUNetLib.config_validation import model_problems
 from BratsUNetLib.errors import ConfigError
 
 

@@ -63,7 +63,7 @@ def deterministic_transforms(dataset: dict, keys: Sequence[str] = ("image", "lab
 
 def normalization_transform(dataset: dict) -> Any:
     """The config's ``normalization`` transform (a MONAI dictionary transform name) applied to the image."""
-    from BratsUNetLib.config import resolve_name
+    from BratsUNetLib.allowlists import resolve_name
 
     name = dataset.get("normalization") or "NormalizeIntensityD"
     cls = resolve_name("transform", name, block="dataset", key="normalization")

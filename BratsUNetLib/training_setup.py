@@ -1,6 +1,6 @@
 """The pieces a training run builds from its config: loss, optimizer, scheduler, inferer, output names.
 
-Every class comes from :func:`config.resolve_name` (an allowlist); a constructor that rejects the config's
+Every class comes from :func:`allowlists.resolve_name` (an allowlist); a constructor that rejects the config's
 keywords gives a one-line ConfigError naming the block.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from BratsUNetLib.checkpoint import DEFAULT_CHANNELS
-from BratsUNetLib.config import resolve_name
+from BratsUNetLib.allowlists import resolve_name
 from BratsUNetLib.errors import ConfigError
 from BratsUNetLib.labels import REGIONS
 
@@ -60,12 +60,6 @@ def step_scheduler(scheduler: Any, monitored: float) -> None:
         scheduler.step(monitored)
     else:
         scheduler.step()
-
-
-def activation_name(config: Mapping) -> str:
-    """How outputs become probabilities: ``sigmoid`` / ``softmax`` when the loss says so, else ``none``."""
-    loss = config.get("loss") or {}
-    return "sigmoid" if loss.get("sigmoid") else "softmax" if loss.get("softmax") else "none"
 
 
 def discretize(logits: torch.Tensor, activation: str) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 from BratsUNetLib import distributed
 from BratsUNetLib.cancel import CancelToken
 from BratsUNetLib.checkpoint import capture_rng_state, load_checkpoint, load_weights, restore_rng_state, save_checkpoint
-from BratsUNetLib.config import dataset_options, training_options
+from BratsUNetLib.config import activation_of, dataset_options, training_options
 from BratsUNetLib.data import CaseSource, check_cases, file_cases
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.events import ProgressReporter
@@ -158,8 +158,7 @@ class TrainingRun:
 
     def _build_model(self, resume: dict | None) -> None:
         from BratsUNetLib.models import build_network
-        from BratsUNetLib.training_setup import activation_name, build_inferer, build_loss
-        from BratsUNetLib.training_setup import build_optimizer, build_scheduler
+        from BratsUNetLib.training_setup import build_inferer, build_loss, build_optimizer, build_scheduler
 
         device = self.context.device
         network = build_network(self.config["model"])
@@ -175,7 +174,7 @@ class TrainingRun:
         self.optimizer = build_optimizer(self.config, network.parameters())
         self.scheduler = build_scheduler(self.config, self.optimizer)
         self.inferer = build_inferer(self.config)
-        self.activation = activation_name(self.config)
+        self.activation = activation_of(self.config)
         self.use_amp = bool(self.options["amp"]) and device.type == "cuda"
         if self.options["amp"] and not self.use_amp:
             self.reporter.message(f"training.amp applies to CUDA GPUs only; training in float32 on {device.type}.")

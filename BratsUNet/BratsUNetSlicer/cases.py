@@ -139,6 +139,15 @@ def label_array(case: TrainingCase) -> np.ndarray:
     return labels
 
 
+def check_case(case: TrainingCase) -> np.ndarray:
+    """Check a case's volumes and label before anything of it is written; return its label map (:func:`label_array`)."""
+    if not case.usable:
+        raise ImageError(f"Case '{case.name}' cannot be used: {'; '.join(case.problems)}.")
+    for modality in scene_io.MODALITIES:
+        scene_io.check_volume(case.volumes[modality], f"{scene_io.MODALITY_TITLES[modality]} of {case.name}")
+    return label_array(case)
+
+
 def export_case(case: TrainingCase, folder: str | Path) -> dict[str, Any]:
     """The config entry ``{"image": [flair, t1, t1ce, t2], "label": seg}`` of a usable case (the original's).
 
@@ -146,20 +155,17 @@ def export_case(case: TrainingCase, folder: str | Path) -> dict[str, Any]:
     (:func:`scene_io.input_file`), so a model trained here sees its inputs as it will when segmenting; others
     are written to ``folder/<case>/<case>_<modality>.nii.gz``, and the label always is (``_seg``).
     """
-    if not case.usable:
-        raise ImageError(f"Case '{case.name}' cannot be used: {'; '.join(case.problems)}.")
+    labels = check_case(case)
     name = re.sub(r"[^\w.-]+", "_", case.name).strip("_") or "case"
     case_dir = Path(folder) / name
     case_dir.mkdir(parents=True, exist_ok=True)
-    images = []
-    for modality in scene_io.MODALITIES:
-        scene_io.check_volume(case.volumes[modality], f"{scene_io.MODALITY_TITLES[modality]} of {case.name}")
-        images.append(str(scene_io.input_file(case.volumes[modality], case_dir / f"{name}_{modality}.nii.gz")))
+    images = [str(scene_io.input_file(case.volumes[modality], case_dir / f"{name}_{modality}.nii.gz"))
+              for modality in scene_io.MODALITIES]
     reference = case.volumes["flair"]
     label_node = slicer.vtkMRMLLabelMapVolumeNode()  # outside the scene: nothing is added to it
     label_node.CopyOrientation(reference)
     image = vtk.vtkImageData()
     label_node.SetAndObserveImageData(image)
-    slicer.util.updateVolumeFromArray(label_node, label_array(case))
+    slicer.util.updateVolumeFromArray(label_node, labels)
     label_path = scene_io.export_volume(label_node, case_dir / f"{name}_seg.nii.gz")
     return {"image": images, "label": str(label_path)}

@@ -96,6 +96,12 @@ def check_volume(node: Any, title: str) -> None:
     if min(dims) == 1:
         raise ImageError(f"The {title} input '{name}' is 2-D ({dims[0]}x{dims[1]}x{dims[2]} voxels); the network "
                          "needs a 3-D volume.")
+    voxels = slicer.util.arrayFromVolume(node)
+    if np.issubdtype(voxels.dtype, np.floating):
+        bad = int(voxels.size - np.count_nonzero(np.isfinite(voxels)))
+        if bad:
+            raise ImageError(f"The {title} input '{name}' contains {bad} NaN or infinite voxel values; replace them "
+                             "(e.g. with 0) and segment again.")
     low, high = image.GetScalarRange()
     if low == high:
         raise ImageError(f"The {title} input '{name}' is empty (every voxel is {low:g}); choose the MRI volume.")
@@ -210,7 +216,8 @@ def read_volume(path: str | Path, labelmap: bool = False) -> Any:
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetFileName(str(path))
     if not storage.ReadData(node):
-        raise ImageError(f"Slicer could not read '{path}' as a volume.")
+        raise ImageError(f"Slicer could not read '{path}' as a volume; check that the file exists and holds one "
+                         "3-D image (NIfTI or NRRD) on a regular, unsheared grid.")
     return node
 
 
@@ -218,7 +225,8 @@ def load_volume(path: str | Path, name: str, labelmap: bool = False) -> Any:
     """Load a NIfTI file into the scene as Slicer's "Add data" does (Volumes logic); return the new node."""
     node = slicer.modules.volumes.logic().AddArchetypeVolume(str(path), name, 1 if labelmap else 0)
     if node is None:
-        raise ImageError(f"Slicer could not read '{path}' as a volume.")
+        raise ImageError(f"Slicer could not read '{path}' as a volume; check that the file exists and holds one "
+                         "3-D image (NIfTI or NRRD) on a regular, unsheared grid.")
     return node
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import slicer
 
 from BratsUNetLib.commands.segment import CHANNEL_FLAGS
-from BratsUNetLib.errors import CheckpointError, ImageError
+from BratsUNetLib.errors import BratsUNetError, CheckpointError, ImageError
 from BratsUNetSlicer import results, scene_io
 from BratsUNetSlicer.worker import Job, WorkerClient
 
@@ -43,12 +43,34 @@ def temporary_folder(purpose: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"BratsUNet-{purpose}-", dir=root))
 
 
-def check_channels(channels: list[str]) -> None:
-    """Refuse a model whose inputs are not among FLAIR, T1, T1ce and T2."""
+def check_channels(channels: list[str], model: str = "") -> None:
+    """Refuse a model (the checkpoint ``model``) whose inputs are not among FLAIR, T1, T1ce and T2."""
     unknown = [name for name in channels if name not in scene_io.MODALITIES]
     if unknown or not channels:
-        raise CheckpointError(f"The model expects the inputs {', '.join(channels) or '(none)'}; BratsUNet in Slicer "
-                              "provides FLAIR, T1, T1ce and T2 only. Choose a model trained on those.")
+        raise CheckpointError(f"The model {f'{str(model)!r} ' if model else ''}expects the inputs "
+                              f"{', '.join(channels) or '(none)'}; BratsUNet in Slicer provides FLAIR, T1, T1ce and T2 "
+                              "only. Choose a model trained on those.")
+
+
+def check_inputs(inputs: dict[str, Any], channels: list[str]) -> None:
+    """Refuse unusable input volumes, and inputs that do not overlap the reference (the first channel's) in space."""
+    for name in channels:
+        scene_io.check_volume(inputs.get(name), scene_io.MODALITY_TITLES[name])
+    reference = inputs[channels[0]]
+    for name in channels[1:]:
+        if not scene_io.boxes_overlap(scene_io.ras_bounds(inputs[name]), scene_io.ras_bounds(reference)):
+            raise ImageError(f"The {scene_io.MODALITY_TITLES[name]} input '{inputs[name].GetName()}' does not overlap "
+                             f"the {scene_io.MODALITY_TITLES[channels[0]]} input '{reference.GetName()}' in space; "
+                             "check that the volumes belong to the same case.")
+
+
+def check_output(segmentation: Any) -> None:
+    """Refuse to refill a segmentation that holds segments BratsUNet did not make (e.g. a user's corrections)."""
+    if (segmentation is not None and segmentation.GetSegmentation().GetNumberOfSegments()
+            and segmentation.GetNodeReference(TABLE_ROLE) is None):
+        raise BratsUNetError(f"The output segmentation '{segmentation.GetName()}' holds segments BratsUNet did not "
+                             "make, which segmenting would replace; choose \"Create new Segmentation\" or an earlier "
+                             "BratsUNet result as the output.")
 
 
 def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str, channels: list[str],
@@ -62,9 +84,9 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
     After the job, ``job.result`` holds the nodes under ``segmentation``, ``table`` and ``probabilities``
     beside the worker's payload.
     """
-    check_channels(channels)
-    for name in channels:
-        scene_io.check_volume(inputs.get(name), scene_io.MODALITY_TITLES[name])
+    check_channels(channels, model)
+    check_inputs(inputs, channels)
+    check_output(segmentation)
     reference = inputs[channels[0]]
     folder = temporary_folder("segment")
     try:

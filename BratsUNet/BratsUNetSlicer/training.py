@@ -20,7 +20,7 @@ from typing import Any
 import slicer
 
 from BratsUNetLib.errors import BratsUNetError
-from BratsUNetLib.fileio import write_text_atomic
+from BratsUNetLib.fileio import check_output_path, write_text_atomic
 from BratsUNetSlicer import cases, results, scene_io
 from BratsUNetSlicer.models import ModelRegistry
 from BratsUNetSlicer.worker import Job, WorkerClient
@@ -132,7 +132,7 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
 
     folder = Path(folder)
     work_dir = folder / CONFIG_NAME
-    config_path = folder / f"{CONFIG_NAME}.json"
+    config_path = check_output_path(folder / f"{CONFIG_NAME}.json")  # the folder can be made and written to
     if resume:
         if not (work_dir / MODEL_FILENAME).exists() or not config_path.exists():
             raise BratsUNetError(f"There is no training run to resume in '{folder}'; press Train to start one.")
@@ -147,6 +147,8 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
             listing = cases.describe_cases(found) or "no case found"
             raise BratsUNetError(f"Training needs more than {settings.validation_cases} usable case(s) (the "
                                  f"validation cases) and found {len(usable)}: {listing}.")
+        for case in usable:  # every case is checked before any is written
+            cases.check_case(case)
         entries = [cases.export_case(case, folder / "cases") for case in usable]
         split = len(entries) - settings.validation_cases
         config = training_config(settings, entries[:split], entries[split:])

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from BratsUNetLib.machine import add_machine_arguments, machine_settings
+
 NAME = "predict"
 HELP = "predict the cases of a config's file list (original predict.py flags), optionally with label maps"
 
@@ -43,37 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sliding-window", action="store_true",
                         help="run at native resolution with sliding windows instead of resizing the whole volume")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 mirror flips")
-    machine = parser.add_argument_group("machine (as the original; prediction reads one case at a time)")
-    machine.add_argument("--machine_config_filename",
-                         help='JSON such as {"n_workers": 4, "n_gpus": 1, "pin_memory": false}')
-    machine.add_argument("--nthreads", type=int, default=None, help="CPU threads for PyTorch (default: all)")
-    machine.add_argument("--ngpus", type=int, default=None, help="0 runs on the CPU; otherwise --device decides")
-    machine.add_argument("--pin_memory", action="store_true", help="accepted for compatibility; no effect here")
-
-
-def _machine_settings(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    """(threads, gpus) from the flags, falling back on the machine config file's n_workers / n_gpus."""
-    import json
-
-    from BratsUNetLib.errors import ConfigError
-
-    threads, gpus = args.nthreads, args.ngpus
-    if args.machine_config_filename:
-        try:
-            with open(args.machine_config_filename) as stream:
-                machine = json.load(stream)
-        except OSError as exc:
-            raise ConfigError(f"Cannot read the machine config '{args.machine_config_filename}': "
-                              f"{exc.strerror}.") from None
-        except ValueError as exc:
-            raise ConfigError(f"The machine config '{args.machine_config_filename}' is not valid JSON "
-                              f"({exc}).") from None
-        if not isinstance(machine, dict):
-            raise ConfigError(f"The machine config '{args.machine_config_filename}' must be a JSON object such as "
-                              '{"n_workers": 4, "n_gpus": 1, "pin_memory": false}.')
-        threads = threads if threads is not None else machine.get("n_workers")
-        gpus = gpus if gpus is not None else machine.get("n_gpus")
-    return threads, gpus
+    add_machine_arguments(parser, "machine (as the original; prediction reads one case at a time)", default=None,
+                          nthreads="CPU threads for PyTorch (default: all)",
+                          ngpus="0 runs on the CPU; otherwise --device decides",
+                          pin_memory="accepted for compatibility; no effect here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise BratsUNetError(f"{', '.join(given)} only change(s) the label maps; add --segment or leave "
                                  f"{'it' if len(given) == 1 else 'them'} out.")
-    threads, gpus = _machine_settings(args)
+    machine = machine_settings(args)
+    threads, gpus = machine["n_workers"], machine["n_gpus"]
     if threads:  # 0 or absent: PyTorch's default (the original crashed on 0)
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
     device = "cpu" if gpus == 0 and args.device == "auto" else args.device
     options = InferenceOptions(sliding_window=args.sliding_window, tta=args.tta, activation=args.activation,
                                threshold=0.5 if args.threshold is None else args.threshold, scheme=args.labels,

@@ -11,9 +11,10 @@ Ctrl-C (or SIGTERM) stops after the current step and keeps everything up to the 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
+
+from BratsUNetLib.machine import add_machine_arguments, machine_settings
 
 NAME = "train"
 HELP = "train a 3D U-Net from a config file (original train.py flags); resumes an interrupted run"
@@ -40,47 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", choices=CACHE_CHOICES, default="memory",
                         help="keep preprocessed cases in memory (default), on disk in <work folder>/cache/, or "
                              "recompute them every epoch")
-    machine = parser.add_argument_group("machine (as the original)")
-    machine.add_argument("--machine_config_filename",
-                         help='JSON {"n_workers": 4, "n_gpus": 1, "pin_memory": false}; replaces the three flags below')
-    machine.add_argument("--nthreads", type=int, default=1,
-                         help="data-loading worker processes (default 1; 0 loads in the training process)")
-    machine.add_argument("--ngpus", type=int, default=1,
-                         help="GPUs: 0 trains on the CPU, N > 1 runs N processes with DistributedDataParallel "
-                              "(started through torchrun)")
-    machine.add_argument("--pin_memory", action="store_true", help="page-locked batches for faster GPU copies")
-
-
-def read_machine_config(path: str) -> dict:
-    """``{"n_workers", "n_gpus", "pin_memory"}`` from a machine config file (missing keys: the flag defaults)."""
-    from BratsUNetLib.errors import ConfigError
-
-    try:
-        machine = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"Cannot read the machine config '{path}': {exc.strerror or exc}.") from None
-    except ValueError as exc:
-        raise ConfigError(f"The machine config '{path}' is not valid JSON ({exc}).") from None
-    known = {"n_workers": 1, "n_gpus": 1, "pin_memory": False}
-    if not isinstance(machine, dict) or set(machine) - set(known):
-        raise ConfigError(f"The machine config '{path}' must be a JSON object with the keys n_workers, n_gpus, "
-                          f'pin_memory, e.g. {{"n_workers": 4, "n_gpus": 1, "pin_memory": false}}.')
-    for key in ("n_workers", "n_gpus"):
-        value = machine.get(key, known[key])
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"The machine config '{path}': {key} must be a whole number of 0 or more, got {value!r}.")
-    return {**known, **machine}
+    add_machine_arguments(
+        parser, "machine (as the original)", default=1,
+        nthreads="data-loading worker processes (default 1; 0 loads in the training process)",
+        ngpus="GPUs: 0 trains on the CPU, N > 1 runs N processes with DistributedDataParallel (started through "
+              "torchrun)",
+        pin_memory="page-locked batches for faster GPU copies")
 
 
 def run(args: argparse.Namespace) -> int:
     from BratsUNetLib import distributed
     from BratsUNetLib.errors import BratsUNetError
 
-    machine = (read_machine_config(args.machine_config_filename) if args.machine_config_filename else
-               {"n_workers": args.nthreads, "n_gpus": args.ngpus, "pin_memory": args.pin_memory})
-    for flag, value in (("--nthreads", machine["n_workers"]), ("--ngpus", machine["n_gpus"])):
-        if value < 0:
-            raise BratsUNetError(f"{flag} must be 0 or more, got {value}.")
+    machine = machine_settings(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise BratsUNetError(f"--batch_size must be at least 1, got {args.batch_size}.")
     n_gpus = machine["n_gpus"]
@@ -128,7 +101,7 @@ def _train_config(args: argparse.Namespace, config_path: Path, output_dir: Path,
         raise ConfigError(f"--setup_crossval_only: '{config_path}' has no cross_validation block to set up; add "
                           f'"cross_validation": {{"n_folds": 5, "random_seed": 25}} or drop the flag.')
     settings = TrainingSettings(
-        device=device, n_workers=machine["n_workers"], pin_memory=bool(machine["pin_memory"]),
+        device=device, n_workers=machine["n_workers"], pin_memory=machine["pin_memory"],
         batch_size=args.batch_size, pretrained_model=args.pretrained_model_filename, seed=args.seed,
         cache=args.cache, n_examples=args.n_examples, debug=args.debug, log_filename=args.training_log_filename,
         resume_hint=hint)

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from BratsUNetLib.config import filename_groups, load_config, read_config_file, validate_config
+    from BratsUNetLib.config import filename_groups, load_config, read_config_file
+    from BratsUNetLib.config_validation import validate_config
     from BratsUNetLib.errors import ConfigError
     from BratsUNetLib.events import ProgressReporter
     from BratsUNetLib.models import build_network, count_parameters

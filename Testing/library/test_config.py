@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 
 from BratsUNetLib.cli import main
-from BratsUNetLib.config import (
-    config_for_checkpoint,
-    dataset_options,
-    load_config,
-    resolve_name,
-    training_options,
-    validate_config,
-)
+from BratsUNetLib.allowlists import resolve_name
+from BratsUNetLib.config import config_for_checkpoint, dataset_options, load_config, training_options
+from BratsUNetLib.config_validation import validate_config
 from BratsUNetLib.errors import ConfigError
 
 # The original's BraTS 2020 example config, unmodified (the project's shared specification).

@@ -200,8 +200,9 @@ def test_fields_of_view_that_do_not_overlap_are_an_error(moving):
 
 
 def test_channel_from_another_patient_position_is_reported_by_name(tmp_path):
-    first = write_image(tmp_path / "flair.nii.gz", np.ones((8, 8, 8)), np.eye(4))
-    far = write_image(tmp_path / "t1.nii.gz", np.ones((8, 8, 8)), _affine(np.eye(3), [0, 0, 900.0]))
+    volume = np.arange(8 ** 3, dtype=np.float32).reshape(8, 8, 8)  # not constant: that is refused first
+    first = write_image(tmp_path / "flair.nii.gz", volume, np.eye(4))
+    far = write_image(tmp_path / "t1.nii.gz", volume, _affine(np.eye(3), [0, 0, 900.0]))
     with pytest.raises(ImageError, match=r"t1\.nii\.gz.*do not overlap"):
         read_case([first, far])
 

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from library_support import TINY_CONFIG
 
 from BratsUNetLib import inference
 from BratsUNetLib.checkpoint import save_checkpoint
@@ -20,17 +21,6 @@ from BratsUNetLib.inference import InferenceOptions, LoadedModel, load_models, s
 from BratsUNetLib.models import build_network
 
 CHANNELS = ["flair", "t1", "t1ce", "t2"]
-TINY_CONFIG = {
-    "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 3, "kernel_size": [3, 3, 3],
-              "strides": [1, 2, 2], "upsample_kernel_size": [2, 2], "filters": [4, 8, 16]},
-    "optimizer": {"name": "Adam", "lr": 0.001},
-    "loss": {"name": "DiceLoss", "include_background": True, "sigmoid": True},
-    "dataset": {"name": "SegmentationDataset", "desired_shape": [32, 32, 32], "labels": [2, 1, 4],
-                "setup_label_hierarchy": True, "normalization": "NormalizeIntensityD",
-                "normalization_kwargs": {"channel_wise": True, "nonzero": False}, "resample": True,
-                "crop_foreground": True},
-    "training": {"batch_size": 1, "n_epochs": 1},
-}
 # Left-handed (first axis runs towards the left) with unequal voxel sizes: a flip or transpose bug shows.
 LEFT_HANDED = np.array([[-1.0, 0, 0, 30], [0, 1.2, 0, -20], [0, 0, 1.1, 10], [0, 0, 0, 1]])
 SHAPE = (44, 40, 36)

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from library_support import TINY_CONFIG
 
 from BratsUNetLib.checkpoint import save_checkpoint
 from BratsUNetLib.cli import main
@@ -20,17 +21,6 @@ from BratsUNetLib.labels import regions_to_labels
 from BratsUNetLib.models import build_network
 from BratsUNetLib.phantom import brats_affine, generate_case, write_case
 
-CONFIG = {
-    "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 3, "kernel_size": [3, 3, 3],
-              "strides": [1, 2, 2], "upsample_kernel_size": [2, 2], "filters": [4, 8, 16]},
-    "optimizer": {"name": "Adam", "lr": 0.001},
-    "loss": {"name": "DiceLoss", "include_background": True, "sigmoid": True},
-    "dataset": {"name": "SegmentationDataset", "desired_shape": [32, 32, 32], "labels": [2, 1, 4],
-                "setup_label_hierarchy": True, "normalization": "NormalizeIntensityD",
-                "normalization_kwargs": {"channel_wise": True, "nonzero": False}, "resample": True,
-                "crop_foreground": True},
-    "training": {"batch_size": 1, "n_epochs": 1},
-}
 CHANNELS = ("flair", "t1", "t1ce", "t2")
 # Two phantom cases of different shapes, one stored right-handed and one left-handed.
 CASES = {"BraTS20_Validation_001": ((36, 40, 32), False), "BraTS20_Validation_002": ((40, 36, 32), True)}
@@ -45,10 +35,10 @@ def setup(tmp_path_factory) -> Path:
     for seed, (case, (shape, left_handed)) in enumerate(CASES.items()):
         paths = write_case(generate_case(shape, seed=seed, left_handed=left_handed), folder, case)
         cases.append({"image": [str(paths[channel]) for channel in CHANNELS], "label": str(paths["seg"])})
-    config = {**copy.deepcopy(CONFIG), "test_filenames": cases, "bratsvalidation_filenames": cases[:1]}
+    config = {**copy.deepcopy(TINY_CONFIG), "test_filenames": cases, "bratsvalidation_filenames": cases[:1]}
     (folder / "config.json").write_text(json.dumps(config))
     torch.manual_seed(3)
-    network = build_network(CONFIG["model"])
+    network = build_network(TINY_CONFIG["model"])
     save_checkpoint(folder / "model.pth", network, config=load_config(config), channels=list(CHANNELS))
     torch.save(network.state_dict(), folder / "original.pth")
     return folder

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from library_support import TINY_CONFIG
 
 from BratsUNetLib.checkpoint import save_checkpoint
 from BratsUNetLib.cli import main
@@ -18,17 +19,6 @@ from BratsUNetLib.models import build_network
 from BratsUNetLib.phantom import PhantomCase, brats_affine, generate_case
 from BratsUNetLib.phantom import write_case as write_phantom
 
-CONFIG = {
-    "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 3, "kernel_size": [3, 3, 3],
-              "strides": [1, 2, 2], "upsample_kernel_size": [2, 2], "filters": [4, 8, 16]},
-    "optimizer": {"name": "Adam", "lr": 0.001},
-    "loss": {"name": "DiceLoss", "include_background": True, "sigmoid": True},
-    "dataset": {"name": "SegmentationDataset", "desired_shape": [32, 32, 32], "labels": [2, 1, 4],
-                "setup_label_hierarchy": True, "normalization": "NormalizeIntensityD",
-                "normalization_kwargs": {"channel_wise": True, "nonzero": False}, "resample": True,
-                "crop_foreground": True},
-    "training": {"batch_size": 1, "n_epochs": 1},
-}
 REFERENCE_SHAPE = (40, 44, 36)
 # The reference (FLAIR) is left-handed (BraTS's LPS grid with the Y axis reversed).
 REFERENCE_AFFINE = brats_affine(REFERENCE_SHAPE, left_handed=True)
@@ -39,11 +29,11 @@ def model(tmp_path_factory) -> Path:
     """A tiny DynUNet with random (seeded) weights and its bare state_dict, as the original saved it."""
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    config = load_config(CONFIG)
+    config = load_config(TINY_CONFIG)
     network = build_network(config["model"])
     save_checkpoint(folder / "model.pth", network, config=config, channels=["flair", "t1", "t1ce", "t2"])
     torch.save(network.state_dict(), folder / "original.pth")
-    (folder / "config.json").write_text(json.dumps(CONFIG))
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
     return folder / "model.pth"
 
 
@@ -139,7 +129,7 @@ def error_cases(tmp_path: Path, model: Path, phantom: PhantomCase) -> dict[str, 
     (tmp_path / "exists.nii.gz").write_bytes(b"")
     (tmp_path / "truncated.nii.gz").write_bytes(paths["t1"].read_bytes()[:200])
     three = tmp_path / "three.json"
-    config = copy.deepcopy(CONFIG)
+    config = copy.deepcopy(TINY_CONFIG)
     config["model"]["in_channels"] = 3
     three.write_text(json.dumps(config))
     return {

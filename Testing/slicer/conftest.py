@@ -37,6 +37,24 @@ def module(scene):
     return importlib.import_module("BratsUNet")
 
 
+@pytest.fixture(scope="module")
+def worker():
+    """One real worker process for a test module: torch is imported once, as in a Slicer session."""
+    from BratsUNetSlicer.worker import WorkerClient
+
+    client = WorkerClient()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def logic(module, worker):
+    """The module's logic, segmenting and training through :func:`worker`."""
+    logic = module.BratsUNetLogic()
+    logic.worker = worker
+    return logic
+
+
 @pytest.fixture
 def fake_worker_command():
     """The command line of a stand-in worker that speaks the job protocol (see ``fake_worker.py``)."""

@@ -12,28 +12,12 @@ import numpy as np
 import pytest
 import slicer
 from BratsUNetSlicer import scene_io
-from BratsUNetSlicer.worker import WorkerClient
 from scipy import ndimage
 
 from BratsUNetLib.cli import main as bratsunet
 from BratsUNetLib.errors import BratsUNetError, Cancelled
 
 SEGMENTS = {"Necrotic tumor core": 1, "Peritumoral edema": 2, "Enhancing tumor": 4}
-
-
-@pytest.fixture(scope="module")
-def worker():
-    """One real worker for the module's tests: torch is imported once, as in a Slicer session."""
-    client = WorkerClient()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def logic(module, worker):
-    logic = module.BratsUNetLogic()
-    logic.worker = worker
-    return logic
 
 
 def _load_case(paths: dict, case: str) -> dict:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import slicer
 from BratsUNetSlicer import cases, results, scene_io, training
-from BratsUNetSlicer.worker import WorkerClient
 
 from BratsUNetLib.checkpoint import load_checkpoint
 from BratsUNetLib.errors import BratsUNetError
@@ -44,20 +43,6 @@ def loaded(scene, generated):
     """The four cases in the scene: three with segmentation nodes, the last with a label map volume."""
     return {case_id: _load(scene, generated[case_id], case_id, "labelmap" if case_id == CASE_IDS[-1]
                            else "segmentation") for case_id in CASE_IDS}
-
-
-@pytest.fixture(scope="module")
-def worker():
-    client = WorkerClient()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def logic(module, worker):
-    logic = module.BratsUNetLogic()
-    logic.worker = worker
-    return logic
 
 
 def test_discovery_finds_exactly_the_loaded_cases(scene, loaded):

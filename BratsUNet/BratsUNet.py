@@ -7,6 +7,7 @@ imports torch or MONAI when the module loads, so the panel opens before they are
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -106,6 +107,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.refreshCasesButton.connect("clicked(bool)", self.onRefreshCases)
         self.ui.trainButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=False))
         self.ui.resumeButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=True))
+        self.ui.fineTuneCorrectedButton.connect("clicked(bool)", self.onFineTuneCorrected)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -240,6 +242,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainButton.text = _("Cancel") if running and self._jobKind == "train" else _("Train")
         self.ui.trainButton.enabled = not running or self._jobKind == "train"
         self.ui.resumeButton.enabled = not running
+        self.ui.fineTuneCorrectedButton.enabled = not running and parameters.outputSegmentation is not None
 
     # -- models -------------------------------------------------------------------------------------------------
 
@@ -339,6 +342,13 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
             self._startJob("train", self.logic.trainWithParameters(self.parameters, resume=resume,
                                                                    onEvent=self.onJobEvent))
+
+    def onFineTuneCorrected(self) -> None:
+        if not self._ensureDependencies():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Fine-tuning could not start."), waitCursor=True):
+            self._startJob("train", self.logic.fineTuneWithParameters(self.parameters, onEvent=self.onJobEvent))
+        self.onRefreshCases()
 
     def _startJob(self, kind: str, job: Job) -> None:
         self._job, self._jobKind = job, kind
@@ -486,14 +496,57 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     def trainWithParameters(self, parameters: Parameters, resume: bool = False, wait: bool = False, onEvent=None):
         """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
-        settings = training.TrainingSettings(
+        return self.train(parameters.trainingFolder, self._trainingSettings(parameters), resume=resume,
+                          pretrainedModel=parameters.modelPath if parameters.fineTune else "",
+                          table=parameters.trainingTable, wait=wait, onEvent=onEvent)
+
+    def addCorrectedCase(self, segmentationNode) -> cases.TrainingCase:
+        """Make a BratsUNet result the user corrected (e.g. in the Segment Editor) a training case: the reference
+        label of the case of the volumes it was made from. Returns the case; raises :class:`BratsUNetError` when
+        it cannot be used (the result then stays a prediction)."""
+        return cases.add_corrected_case(segmentationNode)
+
+    def fineTuneOnCorrectedCase(self, segmentationNode, folder: str,
+                                settings: training.TrainingSettings | None = None, *, table=None, wait: bool = False,
+                                onEvent=None):
+        """Add a corrected result as a training case (:meth:`addCorrectedCase`) and fine-tune the model that made
+        it on the usable cases of the scene, the corrected one among them.
+
+        Each round goes to a new folder ``<folder>/<case>_fine_tune`` (``_2``, ``_3``... later), so correcting
+        and fine-tuning again needs no other step. With a single usable case nothing is held out for validation.
+        Returns like :meth:`train`.
+        """
+        if not folder:
+            raise BratsUNetError(_("Choose a folder for the training run (checkpoints and log are written there)."))
+        model = segmentationNode.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentationNode is not None else None
+        if model and not os.path.isfile(model):
+            raise BratsUNetError(_("The model that made '{name}' ({model}) is not there any more; put it back to "
+                                   "fine-tune it.").format(name=segmentationNode.GetName(), model=model))
+        case = self.addCorrectedCase(segmentationNode)  # refuses a segmentation BratsUNet did not make
+        usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
+        settings = settings or training.TrainingSettings()
+        settings = dataclasses.replace(settings, validation_cases=min(settings.validation_cases, usable - 1))
+        return self.train(str(training.fresh_folder(folder, f"{cases.file_name(case.name)}_fine_tune")), settings,
+                          pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
+
+    def fineTuneWithParameters(self, parameters: Parameters, wait: bool = False, onEvent=None):
+        """:meth:`fineTuneOnCorrectedCase` on the output segmentation with the training settings of the parameter
+        node (what "Fine-tune on the corrected segmentation" does). The output selectors are emptied, so that
+        segmenting again makes a new result instead of refilling the corrected one."""
+        job = self.fineTuneOnCorrectedCase(parameters.outputSegmentation, parameters.trainingFolder,
+                                           self._trainingSettings(parameters), table=parameters.trainingTable,
+                                           wait=False, onEvent=onEvent)
+        parameters.outputSegmentation = None
+        parameters.volumesTable = None
+        return self.waitFor(job)["model"] if wait else job
+
+    @staticmethod
+    def _trainingSettings(parameters: Parameters) -> training.TrainingSettings:
+        return training.TrainingSettings(
             epochs=parameters.epochs, learning_rate=parameters.learningRate, batch_size=parameters.batchSize,
             patch_size=parameters.patchSize, validation_cases=parameters.validationCases,
             network=parameters.networkSize, seed=parameters.seed,
             device=dependencies.device_argument(parameters.device))
-        return self.train(parameters.trainingFolder, settings, resume=resume,
-                          pretrainedModel=parameters.modelPath if parameters.fineTune else "",
-                          table=parameters.trainingTable, wait=wait, onEvent=onEvent)
 
     # -- shared -------------------------------------------------------------------------------------------------
 

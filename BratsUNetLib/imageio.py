@@ -116,15 +116,6 @@ def read_image(path: str | os.PathLike) -> Image:
     infinite values, or has a degenerate affine.
     """
     path = Path(path)
-    image, shape = _open_image(path)
-    array = _read_voxels(image, shape, path)
-    affine = _check_affine(image.affine, str(path))
-    _warn_if_slicer_disagrees(image, path)
-    return Image(array=array, affine=affine, path=path)
-
-
-def _open_image(path: Path) -> tuple[nib.spatialimages.SpatialImage, tuple[int, int, int]]:
-    """The image's header (nibabel reads voxels only when asked) and its 3-D shape; ImageError as in read_image."""
     if not path.exists():
         raise ImageError(f"Image file '{path}' does not exist; check the path.")
     if path.is_dir():
@@ -134,7 +125,7 @@ def _open_image(path: Path) -> tuple[nib.spatialimages.SpatialImage, tuple[int, 
     except _READ_ERRORS as exc:
         raise ImageError(f"'{path}' is not a readable image ({_reason(exc, path)}); give a NIfTI file "
                          "(.nii or .nii.gz).") from None
-    if not hasattr(image, "affine") or not hasattr(image, "dataobj"):
+    if not hasattr(image, "affine") or not hasattr(image, "get_fdata"):
         raise ImageError(f"'{path}' is not a volume image; give a NIfTI file (.nii or .nii.gz).")
 
     shape = tuple(int(n) for n in image.shape)
@@ -147,31 +138,19 @@ def _open_image(path: Path) -> tuple[nib.spatialimages.SpatialImage, tuple[int, 
         raise ImageError(f"'{path}' is a {len(shape)}-D image of shape {shape}; a 3-D volume is needed.")
     if 0 in shape:
         raise ImageError(f"'{path}' is empty (shape {shape}); give an image that contains voxels.")
-    return image, shape
 
-
-def _read_voxels(image: nib.spatialimages.SpatialImage, shape: tuple[int, int, int], path: Path,
-                 out: np.ndarray | None = None) -> np.ndarray:
-    """The voxels of an opened image as float32 ``shape``, written into ``out`` when given (and returned).
-
-    Raises ImageError for a truncated or damaged file and for NaN or infinite values.
-    """
     try:
-        # The stored values (nibabel applies the header's scaling) converted once, into ``out`` when given:
-        # get_fdata(dtype=float32) would first make a float32 copy of an integer volume.
-        stored = np.asanyarray(image.dataobj).reshape(shape)
-        if out is None:
-            out = stored.astype(np.float32, copy=False)
-        else:
-            np.copyto(out, stored, casting="unsafe")
+        array = image.get_fdata(dtype=np.float32, caching="unchanged").reshape(shape)
     except _READ_ERRORS as exc:
         raise ImageError(f"'{path}' could not be read completely ({_reason(exc, path)}); the file is probably "
                          "truncated or damaged: copy or export it again.") from None
-    bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
     if bad:
         raise ImageError(f"'{path}' contains {bad} NaN or infinite voxel values; replace them (e.g. with 0) "
                          "and save the file again.")
-    return out
+    affine = _check_affine(image.affine, str(path))
+    _warn_if_slicer_disagrees(image, path)
+    return Image(array=array, affine=affine, path=path)
 
 
 def _reason(exc: BaseException, path: Path) -> str:
@@ -276,24 +255,11 @@ def _axis_mapping(transform: np.ndarray, reference_shape: tuple[int, ...]
     return axes, signs, shifts
 
 
-def _is_identity(axes: np.ndarray, signs: np.ndarray, shifts: np.ndarray) -> bool:
-    """Whether an axis mapping from :func:`_axis_mapping` maps every voxel index onto itself."""
-    return bool((axes == np.arange(3)).all() and (signs > 0).all() and (shifts == 0).all())
-
-
-def _same_grid(affine: np.ndarray, shape: Sequence[int], reference_affine: np.ndarray,
-               reference_shape: Sequence[int]) -> bool:
-    """Whether an image of ``shape`` on ``affine`` has exactly the reference grid's voxels (nothing to resample)."""
-    if tuple(shape) != tuple(reference_shape):
-        return False
-    mapping = _axis_mapping(np.linalg.inv(affine) @ reference_affine, tuple(reference_shape))
-    return mapping is not None and _is_identity(*mapping)
-
-
 def _rearrange(array: np.ndarray, axes: np.ndarray, signs: np.ndarray, shifts: np.ndarray,
                reference_shape: tuple[int, ...], name: str) -> np.ndarray:
     """Apply an exact axis mapping from :func:`_axis_mapping` with transposes, flips and slicing."""
-    if _is_identity(axes, signs, shifts) and array.shape == reference_shape:
+    if (axes == np.arange(3)).all() and (signs > 0).all() and (shifts == 0).all() \
+            and array.shape == reference_shape:
         return array
     moved = np.transpose(array, axes)
     source, target = [], []
@@ -351,35 +317,20 @@ def read_case(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, np.ndarra
     """
     if not paths:
         raise ImageError("No image files were given for the case; give one file per channel (FLAIR, T1, T1ce, T2).")
-    paths = [Path(path) for path in paths]
-    opened = [_open_image(path) for path in paths]  # headers only: a wrong file is reported before any decoding
-    reference_shape = opened[0][1]
-    reference_affine = _check_affine(opened[0][0].affine, str(paths[0]))
-    if _is_sheared(reference_affine):
-        raise ImageError(f"'{paths[0]}' has a sheared voxel grid (its axes are not perpendicular), which 3D "
-                         "Slicer and ITK cannot represent; resample it onto a regular grid and segment that.")
-    case = np.empty((len(paths), *reference_shape), dtype=np.float32)
-
-    def read_channel(index: int) -> None:
-        image, shape = opened[index]
-        path = paths[index]
-        affine = _check_affine(image.affine, str(path))
-        _warn_if_slicer_disagrees(image, path)
-        if _same_grid(affine, shape, reference_affine, reference_shape):
-            _read_voxels(image, shape, path, out=case[index])  # decoded straight into the case: no copy
-        else:
-            case[index] = resample_to_reference(_read_voxels(image, shape, path), affine, reference_shape,
-                                                reference_affine, order=1, name=str(path))
-        if case[index].min() == case[index].max():
-            raise ImageError(f"'{path}' holds no image: every voxel is {float(case[index].flat[0]):g}; give the "
-                             "image that holds the scan for this channel.")
-
-    # One thread per channel (up to the number of cores): gzip inflation and numpy's conversions release the
-    # GIL, so the channels of a case decode in parallel.
+    # One thread per channel (up to the number of cores): gzip inflation and numpy's conversions release the GIL,
+    # so the files of a case decode in parallel.
     with ThreadPoolExecutor(max_workers=min(len(paths), available_cores()), thread_name_prefix="read-case") as pool:
-        for future in [pool.submit(read_channel, index) for index in range(len(paths))]:
-            future.result()  # the first channel that fails, in channel order, is the one reported
-    return case, reference_affine
+        futures = [pool.submit(_read_channel, path) for path in paths]
+        images = [future.result() for future in futures]  # the first channel that fails, in order, is reported
+    reference = images[0]
+    if _is_sheared(reference.affine):
+        raise ImageError(f"'{reference.path}' has a sheared voxel grid (its axes are not perpendicular), which 3D "
+                         "Slicer and ITK cannot represent; resample it onto a regular grid and segment that.")
+    channels = [reference.array]
+    for channel in images[1:]:
+        channels.append(resample_to_reference(channel.array, channel.affine, reference.shape, reference.affine,
+                                              order=1, name=str(channel.path)))
+    return np.stack(channels).astype(np.float32, copy=False), reference.affine
 
 
 def available_cores() -> int:
@@ -387,6 +338,15 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def _read_channel(path: str | os.PathLike) -> Image:
+    """:func:`read_image`, refusing a file whose voxels all have the same value (no image in it)."""
+    image = read_image(path)
+    if image.array.min() == image.array.max():
+        raise ImageError(f"'{image.path}' holds no image: every voxel is {float(image.array.flat[0]):g}; give the "
+                         "image that holds the scan for this channel.")
+    return image
 
 
 def _is_sheared(affine: np.ndarray) -> bool:

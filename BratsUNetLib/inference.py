@@ -7,9 +7,11 @@ The steps, for every model of an ensemble:
 2. The model's own deterministic preprocessing (:func:`BratsUNetLib.preprocessing.deterministic_transforms`
    built from its config's validation dataset options) runs on a MetaTensor that carries the reference affine,
    so MONAI records every spatial step.
-3. The network runs either on the whole preprocessed volume (as the original: resized to ``desired_shape``) or,
-   with ``sliding_window``, at native resolution with a MONAI sliding-window inferer (foreground crop and
-   normalization, no resize). Optional mirror test-time augmentation averages the 8 flips.
+3. The network runs either on the whole preprocessed volume (as the original: resized to ``desired_shape``) or at
+   native resolution (foreground crop and normalization, no resize): in one pass over the crop padded to what the
+   network's downsampling divides, or with a MONAI sliding-window inferer; ``auto`` takes the single pass when
+   its estimated memory fits in the memory available (:func:`whole_volume_bytes`, :func:`available_memory_bytes`).
+   Optional mirror test-time augmentation averages the 8 flips.
 4. The activated outputs are put back on the reference grid by inverting the recorded spatial steps
    (trilinear for a resize, zero outside a crop), then averaged over the models.
 5. Region probabilities become a BraTS label map (ORIGINAL.md §3), optionally without tiny islands.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,16 +33,63 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai import transforms as mt
-from monai.data import MetaTensor
-from monai.inferers import SlidingWindowInferer
 
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ConfigError
 from BratsUNetLib.events import ProgressReporter
 
+# Optional packages that MONAI's package import loads for features BratsUNet never uses: plots (matplotlib), CSV
+# datasets and profiling (pandas), downloads (requests), embedding metrics (scikit-learn), signal and ultrasound
+# transforms (scipy.signal).
+_MONAI_EXTRAS_UNUSED = ("matplotlib", "pandas", "requests", "sklearn", "scipy.signal")
+
+
+def _import_monai_without_unused_extras() -> None:
+    """Import MONAI without :data:`_MONAI_EXTRAS_UNUSED`: 1.5 s less CPU time in every segmenting process.
+
+    ``import monai`` imports all of MONAI's subpackages, and with them those packages (through
+    ``monai.utils.optional_import``): as much time as importing torch (benchmarks/README.md, fast paths). MONAI
+    has no switch for this, so they are marked missing while it loads (a ``None`` entry in ``sys.modules`` makes
+    an import fail); MONAI then keeps placeholders that raise only if such a feature is used, and the marks are
+    removed at once, so the packages stay importable for everything else. Nothing changes when MONAI is already
+    imported, and a MONAI version that cannot load without one of them is imported again as it is.
+    """
+    if "monai" in sys.modules:
+        return
+    marked = [name for name in _MONAI_EXTRAS_UNUSED if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(marked))
+    try:
+        import monai  # noqa: F401
+        return
+    except ImportError:
+        for name in [name for name in sys.modules if name == "monai" or name.startswith("monai.")]:
+            del sys.modules[name]
+    finally:
+        for name in marked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    import monai  # noqa: F401
+
+
+_import_monai_without_unused_extras()
+
+from monai import transforms as mt  # noqa: E402  (MONAI is imported just above)
+from monai.data import MetaTensor  # noqa: E402
+from monai.inferers import SlidingWindowInferer  # noqa: E402
+
 #: BraTS 2023 channel names and the BraTS 2020 names they stand for.
 CHANNEL_ALIASES = {"t2f": "flair", "t1n": "t1", "t1c": "t1ce", "t2w": "t2"}
 ACTIVATIONS = ("sigmoid", "softmax", "none")
+#: How to run the network at native resolution: ``auto`` (one whole-volume pass when it fits in memory, else
+#: sliding windows), ``whole`` or ``windows``.
+NATIVE_STRATEGIES = ("auto", "whole", "windows")
+#: Floats an eager fp32 pass keeps alive per input voxel, per channel of the network's first convolution, at its
+#: peak (the full-resolution decoder stage holds the skip connection, the upsampled features, their concatenation
+#: and the convolution outputs), besides the input and output channels. Measured as process peak memory for
+#: DynUNets whose first convolution has 8, 16 and 64 channels, at 96³-160³: 5.6-7.2 (benchmarks/README.md).
+ACTIVATION_FLOATS_PER_WIDTH = 6
+#: The share of the available memory a whole-volume pass may take: the rest covers the estimate's error (up to
+#: 15 % under for small networks) and the outputs.
+WHOLE_VOLUME_MEMORY_SHARE = 0.8
 # Models kept loaded by a long-lived process (the Slicer worker) so that repeated clicks do not reload them.
 _CACHE_SIZE = 4
 _MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
@@ -53,9 +103,13 @@ def canonical_channel(name: str) -> str:
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    """How to segment. ``None`` for ``activation`` / ``scheme`` means "as the model's config says"."""
+    """How to segment. ``None`` for ``activation`` / ``scheme`` / ``native`` means "as the model's config says"."""
 
+    #: The original's ``--sliding-window``: the same as ``native="windows"``.
     sliding_window: bool = False
+    #: One of :data:`NATIVE_STRATEGIES` to run at native resolution; ``None`` resizes to the model's
+    #: ``desired_shape`` as it was trained (models without one run at native resolution, ``auto``).
+    native: str | None = None
     tta: bool = False
     activation: str | None = None
     threshold: float = 0.5
@@ -75,9 +129,20 @@ class InferenceOptions:
                                  "is compared with.")
         if self.min_island_voxels < 0:
             raise BratsUNetError(f"--min-island-voxels must be 0 (off) or positive, got {self.min_island_voxels}.")
+        if self.native is not None and self.native not in NATIVE_STRATEGIES:
+            raise BratsUNetError(f"Unknown native-resolution strategy '{self.native}'; use one of "
+                                 f"{', '.join(NATIVE_STRATEGIES)}.")
+        if self.sliding_window and self.native not in (None, "windows"):
+            raise BratsUNetError(f"--sliding-window means --native windows, which contradicts --native {self.native}; "
+                                 "give one of them.")
         from BratsUNetLib.backends import check_backend
 
         check_backend(self.backend)  # before any image is read
+
+    @property
+    def native_strategy(self) -> str | None:
+        """The native-resolution strategy asked for (:data:`NATIVE_STRATEGIES`), or None: as the model was trained."""
+        return "windows" if self.sliding_window else self.native
 
 
 @dataclass
@@ -88,6 +153,7 @@ class SegmentationResult:
     affine: np.ndarray  # (4, 4) float64 RAS, the reference channel's
     labels: np.ndarray | None = None  # (X, Y, Z) uint8 label map; None when the outputs are not labels
     volumes_ml: dict[str, float] = field(default_factory=dict)  # per region (WT/TC/ET) and sub-region, in mL
+    strategy: str = ""  # how the network ran (resized, or native resolution in one pass or in windows), one line
 
 
 ORIGINAL_AXIS_CODES = "LPS"  # the voxel order of BraTS 2020 files (affine about diag(-1, -1, 1))
@@ -128,17 +194,22 @@ class LoadedModel:
             self._runners[backend] = prepare(self.network, backend=backend, device=self.device)
         return self._runners[backend]
 
-    def transforms(self, sliding_window: bool) -> mt.Compose:
-        """The deterministic preprocessing; at native resolution (no resize) for sliding-window inference.
+    def transforms(self, native: bool) -> mt.Compose:
+        """The deterministic preprocessing; at native resolution (no resize) when ``native``.
 
         The same Compose instance must preprocess and invert (MONAI checks the transform ids), hence the cache.
         """
         from BratsUNetLib.preprocessing import deterministic_transforms
 
-        if sliding_window not in self._transforms:
-            dataset = dict(self.dataset, desired_shape=None) if sliding_window else self.dataset
-            self._transforms[sliding_window] = deterministic_transforms(dataset, keys=("image",))
-        return self._transforms[sliding_window]
+        if native not in self._transforms:
+            dataset = dict(self.dataset, desired_shape=None) if native else self.dataset
+            self._transforms[native] = deterministic_transforms(dataset, keys=("image",))
+        return self._transforms[native]
+
+    def runs_native(self, options: InferenceOptions) -> bool:
+        """Whether the network sees the image at native resolution: asked for, or the model resizes to nothing."""
+        resized = self.dataset.get("desired_shape") and not self.dataset.get("random_crop")
+        return options.native_strategy is not None or not resized
 
     def activation(self, options: InferenceOptions) -> str:
         """``options.activation`` if set, else what the loss says (:func:`BratsUNetLib.config.activation_of`)."""
@@ -209,6 +280,13 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
     total = len(models) * len(flips)
     reporter.start("segment", total)
     probabilities: np.ndarray | None = None
+    strategies: list[str] = []
+
+    def announce(strategy: str) -> None:  # before the network runs: a long wait should say what it waits for
+        if strategy not in strategies:
+            strategies.append(strategy)
+            reporter.message(f"Inference: {strategy}.")
+
     for index, model in enumerate(models):
         order = [channels.index(name) for name in model.channels]
         # Normalization works in place, so every model but the last gets its own copy of the image.
@@ -216,7 +294,8 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
         channel_first = image if last_user else image[order]
         passes_before = index * len(flips)
         on_reference = _predict(model, torch.from_numpy(channel_first), affine, options, flips,
-                                lambda done, before=passes_before: reporter.advance("segment", before + done, total))
+                                lambda done, before=passes_before: reporter.advance("segment", before + done, total),
+                                announce)
         if probabilities is None:
             probabilities = on_reference
         else:
@@ -224,7 +303,7 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
     assert probabilities is not None
     probabilities /= len(models)
 
-    result = SegmentationResult(probabilities=probabilities, affine=affine)
+    result = SegmentationResult(probabilities=probabilities, affine=affine, strategy="; ".join(strategies))
     if with_labels and models[0].dataset.get("labels"):
         result.labels = probabilities_to_labels(probabilities, models[0].dataset, options)
         result.volumes_ml = label_volumes_ml(result.labels, affine, models[0].dataset, options)
@@ -273,12 +352,18 @@ def _flip_dims(tta: bool) -> list[tuple[int, ...]]:
 
 
 def _predict(model: LoadedModel, image: torch.Tensor, affine: np.ndarray, options: InferenceOptions,
-             flips: Sequence[tuple[int, ...]], on_pass: Callable[[int], None]) -> np.ndarray:
-    """Activated outputs ``(K, X, Y, Z)`` of one model on the reference grid of ``image`` ``(C, X, Y, Z)``."""
-    transforms = model.transforms(options.sliding_window)
+             flips: Sequence[tuple[int, ...]], on_pass: Callable[[int], None],
+             announce: Callable[[str], None]) -> np.ndarray:
+    """Activated outputs ``(K, X, Y, Z)`` of one model on the reference grid of ``image`` ``(C, X, Y, Z)``.
+
+    ``announce`` receives the one-line description of how the network runs, before it runs.
+    """
+    native = model.runs_native(options)
+    transforms = model.transforms(native)
     preprocessed = transforms({"image": MetaTensor(image, affine=torch.as_tensor(affine))})["image"]
     batch = preprocessed.as_tensor().unsqueeze(0).to(model.device)
-    run = _runner(model, options)
+    run, strategy = _runner(model, options, native, tuple(batch.shape[1:]))
+    announce(strategy)
     activation = model.activation(options)
     summed: torch.Tensor | None = None
     with torch.inference_mode():
@@ -286,10 +371,15 @@ def _predict(model: LoadedModel, image: torch.Tensor, affine: np.ndarray, option
             flipped = torch.flip(batch, dims) if dims else batch
             output = _activate(run(flipped), activation)
             output = torch.flip(output, dims) if dims else output
-            summed = output if summed is None else summed + output
+            if summed is None:
+                summed = output
+            else:
+                summed += output
             on_pass(done)
-    assert summed is not None
-    averaged = (summed / len(flips))[0].float().cpu()
+        assert summed is not None
+        if len(flips) > 1:
+            summed /= len(flips)
+    averaged = summed[0].float().cpu()  # no copy for float32 outputs on the CPU
     # The outputs carry the image's record of spatial steps so that MONAI undoes exactly those steps.
     outputs = MetaTensor(averaged, meta=preprocessed.meta, applied_operations=list(preprocessed.applied_operations))
     # Without spatial steps (no crop, no resize) there is nothing to undo.
@@ -297,24 +387,104 @@ def _predict(model: LoadedModel, image: torch.Tensor, affine: np.ndarray, option
     return np.ascontiguousarray(on_reference.numpy(), dtype=np.float32)
 
 
-def _runner(model: LoadedModel, options: InferenceOptions) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function batch → logits: a sliding-window inferer, or the network on the whole (padded) volume."""
+def _runner(model: LoadedModel, options: InferenceOptions, native: bool,
+            shape: tuple[int, ...]) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """A function batch → logits for preprocessed images of ``shape`` ``(C, X, Y, Z)``, and how it runs (one line).
+
+    Resized images go through the network as they are. At native resolution the network runs on the whole
+    volume, padded to a multiple of its downsampling, or in sliding windows: as ``options`` asks, else
+    (``auto``) in one pass when :func:`whole_volume_bytes` fits in :data:`WHOLE_VOLUME_MEMORY_SHARE` of
+    :func:`available_memory_bytes`, else in windows.
+    """
     network = model.forward(options.backend)
-    if options.sliding_window:
-        inferer = _sliding_window_inferer(model)
-        return lambda batch: inferer(batch, network)
-    if model.dataset.get("desired_shape") and not model.dataset.get("random_crop"):
-        return network  # the volume was resized to the shape the network was trained on
-    # Native shape: pad to what the network's downsampling can divide, then cut the padding off again.
+    spatial = shape[1:]
+    if not native:
+        return network, f"the whole volume at the model's input size {_dims(spatial)}, as it was trained"
     divisor = _downsampling(model.config["model"])
+    padded = tuple(-(-size // factor) * factor for size, factor in zip(spatial, divisor))
+    strategy, reason = options.native_strategy or "auto", ""
+    if strategy == "auto":
+        strategy, reason = _choose_native_strategy(model, (shape[0], *padded))
+    if strategy == "windows":
+        inferer = _sliding_window_inferer(model)
+        return (lambda batch: inferer(batch, network),
+                f"native resolution {_dims(spatial)} in sliding windows of {_dims(inferer.roi_size)}{reason}")
     pad = mt.DivisiblePad(k=divisor, method="end")
 
     def whole_volume(batch: torch.Tensor) -> torch.Tensor:
-        spatial = batch.shape[2:]
-        padded = torch.stack([pad(item) for item in batch])
-        return network(padded)[(..., *(slice(0, size) for size in spatial))]
+        # Pad to what the network's downsampling divides, then cut the padding off again.
+        padded_batch = torch.stack([pad(item) for item in batch])
+        return network(padded_batch)[(..., *(slice(0, size) for size in batch.shape[2:]))]
 
-    return whole_volume
+    return whole_volume, f"native resolution {_dims(spatial)} in one pass (padded to {_dims(padded)}){reason}"
+
+
+def _choose_native_strategy(model: LoadedModel, shape: tuple[int, ...]) -> tuple[str, str]:
+    """``("whole" | "windows", why)`` for ``auto`` on a padded input of ``shape`` ``(C, X, Y, Z)``."""
+    try:
+        _sliding_window_inferer(model)
+    except ConfigError:
+        return "whole", " (auto: the model has no window size)"
+    needed = whole_volume_bytes(model.network, shape, int(model.config["model"].get("out_channels") or 0))
+    available = available_memory_bytes(model.device)
+    if available is None:
+        return "windows", f" (auto: a single pass needs about {_gb(needed)}; free memory unknown on this system)"
+    if needed <= WHOLE_VOLUME_MEMORY_SHARE * available:
+        return "whole", f" (auto: needs about {_gb(needed)} of {_gb(available)} available)"
+    return "windows", f" (auto: a single pass would need about {_gb(needed)}, {_gb(available)} available)"
+
+
+def whole_volume_bytes(network: torch.nn.Module, shape: Sequence[int], out_channels: int) -> int:
+    """Estimated peak memory in bytes of one fp32 pass of ``network`` over a ``(C, X, Y, Z)`` input.
+
+    Activations grow with the voxels; per voxel, :data:`ACTIVATION_FLOATS_PER_WIDTH` floats per channel of the
+    network's first convolution (the widest full-resolution feature maps of a U-Net), plus the input and the
+    ``out_channels`` outputs. A formula rather than a traced pass: tracing memory use through PyTorch's dispatcher
+    costs seconds of imports and running even a small pass costs seconds of network time.
+    """
+    width = next((module.out_channels for module in network.modules()
+                  if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))), 0)
+    voxels = int(np.prod([int(size) for size in shape[1:]]))
+    return 4 * voxels * (ACTIVATION_FLOATS_PER_WIDTH * width + int(shape[0]) + out_channels)
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a pass on ``device`` may use now, in bytes; None where it cannot be known.
+
+    CUDA: the GPU's free memory. CPU on Linux: ``MemAvailable`` of /proc/meminfo (what can be allocated without
+    swapping), capped by the free part of the process's cgroup limit (containers). Other devices and systems:
+    None (psutil, which would tell, is not a dependency).
+    """
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit():  # "max": no limit
+            available = min(available, max(int(limit) - usage, 0))
+        break
+    return available
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return "×".join(str(int(size)) for size in shape)
+
+
+def _gb(size: float) -> str:
+    return f"{size / 2 ** 30:.1f} GB"
 
 
 def _sliding_window_inferer(model: LoadedModel) -> SlidingWindowInferer:
@@ -329,8 +499,8 @@ def _sliding_window_inferer(model: LoadedModel) -> SlidingWindowInferer:
     roi = model.dataset.get("desired_shape")
     if not roi:
         raise ConfigError(f"Model '{model.path}' has no window size for sliding-window inference: its config has "
-                          "neither dataset.desired_shape nor an inference block with roi_size; run it without "
-                          "--sliding-window.")
+                          "neither dataset.desired_shape nor an inference block with roi_size; run it with "
+                          "--native whole or auto, not in windows.")
     return SlidingWindowInferer(roi_size=list(roi), sw_batch_size=1, overlap=0.25, mode="gaussian")
 
 
@@ -350,7 +520,7 @@ def _downsampling(model_block: dict) -> list[int]:
 
 def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
     if activation == "sigmoid":
-        return torch.sigmoid(logits)
+        return logits.sigmoid_()  # in place: the logits are not used again
     if activation == "softmax":
         return torch.softmax(logits, dim=1)
     return logits

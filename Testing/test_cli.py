@@ -46,3 +46,13 @@ def test_worker_answers_each_job_with_events_and_done_and_keeps_running():
         ("error", "a"), ("done", "a"), ("error", None), ("done", None), ("error", "b"), ("done", "b")]
     assert all(e["exit_code"] == 2 for e in events if e["event"] == "done")
     assert "bratsunet no-such-command" in events[0]["message"]
+
+
+def test_segment_help_is_instant_it_imports_neither_torch_nor_monai():
+    code = ("import contextlib, io, sys\nfrom BratsUNetLib.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    main(['segment', '--help'])\n"
+            "print(sorted(name for name in ('torch', 'monai', 'nibabel', 'scipy') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -30,9 +30,9 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
-from monai.transforms import Compose  # noqa: E402
-
+# BratsUNetLib first: inference imports MONAI its own way (without unused optional packages), as in bratsunet.
 from BratsUNetLib import backends, cli, imageio, inference  # noqa: E402
+from monai.transforms import Compose  # noqa: E402  # isort: skip
 
 import benchlib  # noqa: E402
 

@@ -6,6 +6,10 @@ the same case when they sit in the same subject hierarchy folder and share the n
 modality suffix (``BraTS20_Training_001_flair``; a folder of volumes named just ``FLAIR``, ``T1``... works too).
 Every group of nodes named like a case's volumes or label becomes a case; what it lacks is listed in
 ``problems`` so the panel can say why a case is not used instead of silently dropping it.
+
+A BratsUNet result is a prediction, not a reference, until the user corrects it and adds it
+(:func:`add_corrected_case`): from then on it is the label of the case of the volumes it was made from, found
+through the references the result keeps to them (whatever the nodes are called).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import numpy as np
 import slicer
 import vtk
 
-from BratsUNetLib.errors import ImageError
-from BratsUNetSlicer import scene_io
+from BratsUNetLib.errors import BratsUNetError, ImageError
+from BratsUNetSlicer import scene_io, segment
 
 # Label values written for training (BraTS 2020); the config's labels [2, 1, 4] make the WT/TC/ET hierarchy.
 LABEL_VALUES = {"NCR": 1, "ED": 2, "ET": 4}
@@ -72,11 +76,19 @@ def discover_cases(scene: Any) -> list[TrainingCase]:
     candidates += [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
                    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
     for node in candidates:
-        prefix, role = scene_io.split_name(node.GetName())
+        inputs = result_inputs(node) if node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE) else {}
+        # A corrected result joins the case of the first volume it was made from (named like a case or not).
+        anchor = next(iter(inputs.values()), node)
+        prefix, role = scene_io.split_name(anchor.GetName())
+        if inputs:
+            role = "label"
         is_label = node.IsA("vtkMRMLSegmentationNode") or node.IsA("vtkMRMLLabelMapVolumeNode")
         if role is None or (is_label and role != "label"):
             continue
-        case = groups.setdefault((_folder(hierarchy, node), prefix.lower()), TrainingCase(prefix or node.GetName()))
+        case = groups.setdefault((_folder(hierarchy, anchor), prefix.lower()),
+                                 TrainingCase(prefix or anchor.GetName()))
+        for modality, volume in inputs.items():
+            case.volumes.setdefault(modality, volume)
         if role == "label":
             if case.label is not None:
                 case.problems.append(f"two labels ({case.label.GetName()}, {node.GetName()})")
@@ -98,6 +110,46 @@ def discover_cases(scene: Any) -> list[TrainingCase]:
             if unknown:
                 case.problems.append(f"segments not named as BraTS sub-regions: {', '.join(unknown)}")
     return found
+
+
+def result_inputs(segmentation: Any) -> dict[str, Any]:
+    """The input volumes, by modality, of a segmentation BratsUNet made; empty for any other node."""
+    if not segmentation.IsA("vtkMRMLSegmentationNode"):
+        return {}
+    found = {m: segmentation.GetNodeReference(f"{segment.INPUT_ROLE}{m}") for m in scene_io.MODALITIES}
+    return {modality: node for modality, node in found.items() if node is not None}
+
+
+def add_corrected_case(segmentation: Any) -> TrainingCase:
+    """Make a BratsUNet result the user corrected the reference label of its case; return that case.
+
+    It replaces a corrected result of the same volumes added earlier (the latest correction is the label). The
+    case is discovered again and checked (:func:`check_case`) as training will check it; when it cannot be used
+    every result is left as it was and the error says why.
+    """
+    inputs = result_inputs(segmentation) if segmentation is not None else {}
+    if not inputs:
+        name = segmentation.GetName() if segmentation is not None else "(none)"
+        raise BratsUNetError(f"The segmentation '{name}' was not made by BratsUNet (or its input volumes were "
+                             "removed); segment the case with BratsUNet, correct the result, then add it, or name "
+                             "a segmentation <case>_seg beside volumes <case>_flair, _t1, _t1ce, _t2.")
+    scene = segmentation.GetScene()
+    same_inputs = {m: node.GetID() for m, node in inputs.items()}
+    earlier = [node for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode", scene)
+               if node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE) and node is not segmentation
+               and {m: volume.GetID() for m, volume in result_inputs(node).items()} == same_inputs]
+    for node in earlier:
+        node.RemoveAttribute(segment.TRAINING_LABEL_ATTRIBUTE)
+    segmentation.SetAttribute(segment.TRAINING_LABEL_ATTRIBUTE, "true")
+    try:
+        case = next(case for case in discover_cases(scene) if case.label is segmentation)
+        check_case(case)
+    except BaseException:
+        segmentation.RemoveAttribute(segment.TRAINING_LABEL_ATTRIBUTE)
+        for node in earlier:
+            node.SetAttribute(segment.TRAINING_LABEL_ATTRIBUTE, "true")
+        raise
+    return case
 
 
 def describe_cases(found: list[TrainingCase]) -> str:
@@ -148,6 +200,11 @@ def check_case(case: TrainingCase) -> np.ndarray:
     return label_array(case)
 
 
+def file_name(text: str) -> str:
+    """``text`` (a case name) made safe as a file or folder name."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "case"
+
+
 def export_case(case: TrainingCase, folder: str | Path) -> dict[str, Any]:
     """The config entry ``{"image": [flair, t1, t1ce, t2], "label": seg}`` of a usable case (the original's).
 
@@ -156,7 +213,7 @@ def export_case(case: TrainingCase, folder: str | Path) -> dict[str, Any]:
     are written to ``folder/<case>/<case>_<modality>.nii.gz``, and the label always is (``_seg``).
     """
     labels = check_case(case)
-    name = re.sub(r"[^\w.-]+", "_", case.name).strip("_") or "case"
+    name = file_name(case.name)
     case_dir = Path(folder) / name
     case_dir.mkdir(parents=True, exist_ok=True)
     images = [str(scene_io.input_file(case.volumes[modality], case_dir / f"{name}_{modality}.nii.gz"))

@@ -4,6 +4,8 @@ The inputs are checked, and exported where their files cannot be used as they ar
 bad input fails at once, with nothing changed);
 the result is imported when the job ends, in the thread that polls it. The temporary folder is removed however
 the job ends. Cancelling leaves the scene exactly as it was: nothing is added before the result is imported.
+The result records what made it (its input volumes as node references, the model's path as an attribute), so a
+corrected result can become a training case and be fine-tuned on (:mod:`BratsUNetSlicer.cases`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from BratsUNetSlicer import results, scene_io
 from BratsUNetSlicer.worker import Job, WorkerClient
 
 TABLE_ROLE = "BratsUNetVolumes"
+# Node reference roles of a result's input volumes ("BratsUNetInputflair"...) and the attribute naming its model.
+INPUT_ROLE = "BratsUNetInput"
+MODEL_ATTRIBUTE = "BratsUNet.Model"
+# Set on a result the user corrected and added to the training cases: it is a reference label from then on.
+TRAINING_LABEL_ATTRIBUTE = "BratsUNet.TrainingLabel"
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,11 @@ def check_inputs(inputs: dict[str, Any], channels: list[str]) -> None:
 
 
 def check_output(segmentation: Any) -> None:
-    """Refuse to refill a segmentation that holds segments BratsUNet did not make (e.g. a user's corrections)."""
+    """Refuse to refill a segmentation that holds segments BratsUNet did not make (e.g. a user's own), or a
+    result the user corrected and added to the training cases."""
+    if segmentation is not None and segmentation.GetAttribute(TRAINING_LABEL_ATTRIBUTE):
+        raise BratsUNetError(f"The output segmentation '{segmentation.GetName()}' is a corrected training case, "
+                             "which segmenting would replace; choose \"Create new Segmentation\" as the output.")
     if (segmentation is not None and segmentation.GetSegmentation().GetNumberOfSegments()
             and segmentation.GetNodeReference(TABLE_ROLE) is None):
         raise BratsUNetError(f"The output segmentation '{segmentation.GetName()}' holds segments BratsUNet did not "
@@ -112,6 +123,7 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
         try:
             if job.state == "succeeded":
                 _import(job, reference, regions, options, segmentation, table, labels_path, probabilities_path)
+                _record_origin(job.result["segmentation"], inputs, model)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -136,3 +148,11 @@ def _import(job: Job, reference: Any, regions: list[str], options: SegmentationO
     results.update_volumes_table(table, job.result.get("volumes_ml") or {})
     results.place_beside(table, reference)
     job.result["table"] = table
+
+
+def _record_origin(segmentation: Any, inputs: dict[str, Any], model: str) -> None:
+    """Keep with the result the volumes it was made from and the model that made it (saved with the scene)."""
+    for modality in scene_io.MODALITIES:
+        node = inputs.get(modality)
+        segmentation.SetNodeReferenceID(f"{INPUT_ROLE}{modality}", node.GetID() if node is not None else None)
+    segmentation.SetAttribute(MODEL_ATTRIBUTE, str(Path(model).resolve()))

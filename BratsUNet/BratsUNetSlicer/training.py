@@ -11,6 +11,7 @@ needing the cases in the scene), and the library continues after the last logged
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +114,15 @@ def logged_epochs(log_path: Path) -> list[dict[str, Any]]:
              "lr": row["lr"], "seconds": row["epoch_seconds"],
              "dice": {region: row[dice_column(region)] for region in REGIONS}}
             for row in TrainingLog.read(log_path, REGIONS).rows]
+
+
+def fresh_folder(folder: str | Path, stem: str) -> Path:
+    """``folder/<stem>``, else ``<stem>_2``, ``<stem>_3``...: the first that holds no training run yet."""
+    from BratsUNetLib.training_state import LOG_FILENAME
+
+    folder = Path(folder)
+    candidates = (folder / (stem if number == 1 else f"{stem}_{number}") for number in itertools.count(1))
+    return next(path for path in candidates if not (path / CONFIG_NAME / LOG_FILENAME).exists())
 
 
 def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | Path, settings: TrainingSettings,

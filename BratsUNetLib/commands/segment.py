@@ -16,8 +16,10 @@ CHANNEL_FLAGS = (
     ("t2", "--t2", "--t2w", "T2 image"),
 )
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-# The names of BratsUNetLib.backends.BACKENDS, spelled out so that --help does not import torch.
+# The names of BratsUNetLib.backends.BACKENDS and inference.NATIVE_STRATEGIES, spelled out so that --help does not
+# import torch.
 BACKENDS = ("auto", "eager", "onnxruntime", "openvino", "channels_last", "compile", "amp")
+NATIVE_STRATEGIES = ("auto", "whole", "windows")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="how the network runs: auto (default: the fastest installed option whose outputs agree "
                              "with PyTorch fp32), eager (plain PyTorch) or one of the others (see benchmarks/README.md)")
+    parser.add_argument("--native", nargs="?", const="auto", choices=NATIVE_STRATEGIES, default=None,
+                        help="run the network at the images' native resolution instead of resizing the volume to the "
+                             "model's input size: 'whole' in one pass over the padded brain (fastest; needs memory), "
+                             "'windows' in sliding windows of the model's input size (little memory), 'auto' (also "
+                             "--native alone) whole when it fits in the free memory, else windows. Default: as the "
+                             "model was trained (resized; native auto for models trained without a fixed size)")
     parser.add_argument("--sliding-window", action="store_true",
-                        help="run at native resolution with sliding windows instead of resizing the whole volume")
+                        help="the same as --native windows (the original's flag)")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average the 8 mirror flips (8 times slower)")
     parser.add_argument("--labels", choices=("brats2020", "brats2021"), default=None,
@@ -81,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if not images:
         raise BratsUNetError("No input image given; pass --flair, --t1, --t1ce and --t2 "
                              "(or --t2f, --t1n, --t1c, --t2w).")
-    options = InferenceOptions(sliding_window=args.sliding_window, tta=args.tta, threshold=args.threshold,
-                               scheme=args.labels, min_island_voxels=args.min_island_voxels, backend=args.backend)
+    options = InferenceOptions(sliding_window=args.sliding_window, native=args.native, tta=args.tta,
+                               threshold=args.threshold, scheme=args.labels, min_island_voxels=args.min_island_voxels,
+                               backend=args.backend)
 
     models = load_models(args.model, config=args.config, device=args.device)
     say = reporter.message if reporter.mode == "json" else print
@@ -96,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     result = segment_case(images, models, options, reporter)
     written = write_result(result, output, probabilities)
     reporter.close()
-    reporter.emit("result", outputs=written, volumes_ml=result.volumes_ml)
+    reporter.emit("result", outputs=written, volumes_ml=result.volumes_ml, strategy=result.strategy)
     if reporter.mode != "json":
+        print(f"Inference: {result.strategy}.")
         print(f"Label map: {output}" + (f"; probabilities: {probabilities}" if probabilities else ""))
         print("Volumes (mL): " + ", ".join(f"{name} {value:.2f}" for name, value in result.volumes_ml.items()))
     return 0

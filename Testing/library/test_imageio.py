@@ -1,11 +1,13 @@
 """Image files and geometry: round trips, resampling onto the reference grid through world space, bad inputs."""
 
 import gzip
+import zlib
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from BratsUNetLib import imageio
 from BratsUNetLib.errors import ImageError
 from BratsUNetLib.imageio import (read_case, read_image, read_label, read_label_image, resample_to_reference,
                                   voxel_spacing, write_image)
@@ -95,6 +97,34 @@ def test_labels_and_probabilities_are_written_with_their_types(tmp_path):
     np.testing.assert_array_equal(stored.get_fdata(dtype=np.float32), probabilities)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.nii.gz", "probabilities.nii.gz"]  # no temp files
     np.testing.assert_array_equal(read_label(tmp_path / "labels.nii.gz", (6, 6, 6), affine), labels)
+
+
+def test_compressed_output_is_one_standard_gzip_member_of_nibabels_nifti_bytes(tmp_path, monkeypatch):
+    """Blocks compressed in parallel make one gzip stream (what ITK / Slicer and gunzip expect), same content."""
+    monkeypatch.setattr(imageio, "_GZIP_BLOCK_BYTES", 4096)  # many blocks from a small image
+    affine = AFFINES["oblique"]
+    probabilities = np.random.default_rng(3).random((20, 18, 16, 3)).astype(np.float32)
+    probabilities[probabilities < 0.6] = 0  # partly compressible, as real probability maps
+    path = write_image(tmp_path / "probabilities.nii.gz", probabilities, affine)
+
+    compressed = path.read_bytes()
+    stream = zlib.decompressobj(wbits=31)  # one gzip member, checked against its CRC-32 and length
+    content = stream.decompress(compressed) + stream.flush()
+    assert stream.eof and stream.unused_data == b""
+    assert len(compressed) < 0.9 * len(content)
+    nib.save(nib.load(path), tmp_path / "by_nibabel.nii")  # nibabel's own uncompressed bytes of the same image
+    assert content == (tmp_path / "by_nibabel.nii").read_bytes()
+    np.testing.assert_array_equal(nib.load(path).get_fdata(dtype=np.float32), probabilities)
+
+
+def test_the_first_bad_channel_in_order_is_reported(tmp_path):
+    volume = np.arange(8 ** 3, dtype=np.float32).reshape(8, 8, 8)
+    good = [write_image(tmp_path / f"{name}.nii.gz", volume, np.eye(4)) for name in ("flair", "t1ce")]
+    constant = write_image(tmp_path / "t1.nii.gz", np.zeros((8, 8, 8)), np.eye(4))
+    with pytest.raises(ImageError, match=r"t1\.nii\.gz.*holds no image"):
+        read_case([good[0], constant, good[1], tmp_path / "t2.nii.gz"])  # t2 is missing, but comes later
+    with pytest.raises(ImageError, match=r"t2\.nii\.gz.*does not exist"):
+        read_case([*good, tmp_path / "t2.nii.gz", constant])
 
 
 def test_write_refuses_a_non_nifti_name(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +19,7 @@ from BratsUNetLib.checkpoint import save_checkpoint
 from BratsUNetLib.config import load_config
 from BratsUNetLib.devices import resolve_device
 from BratsUNetLib.errors import BratsUNetError, ConfigError
+from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.inference import InferenceOptions, LoadedModel, load_models, segment_case
 from BratsUNetLib.models import build_network
 
@@ -277,3 +280,58 @@ def test_the_same_anatomy_stored_in_another_voxel_order_gives_the_same_segmentat
     stored = segment_case(paths, models, InferenceOptions(), with_labels=False).probabilities
     other = segment_case(flipped_paths, models, InferenceOptions(), with_labels=False).probabilities
     np.testing.assert_allclose(other[:, :, ::-1], stored, atol=1e-5)
+
+
+@pytest.mark.parametrize("available, chosen", [(10 ** 12, "in one pass"), (100_000, "in sliding windows"),
+                                               (None, "in sliding windows")])
+def test_native_auto_runs_one_pass_when_it_fits_in_memory_else_windows(tmp_path, monkeypatch, available, chosen):
+    paths, blob = blob_case(tmp_path)
+    monkeypatch.setattr(inference, "available_memory_bytes", lambda device: available)
+    model = model_from(BlobDetector(), tiny_config())  # resized to 32³ unless told to run at native resolution
+    messages = []
+    reporter = ProgressReporter("none")
+    reporter.message = messages.append
+
+    result = segment_case(paths, [model], InferenceOptions(native="auto"), reporter)
+    assert chosen in result.strategy and messages == [f"Inference: {result.strategy}."]
+    assert result.labels.shape == SHAPE and dice(result.labels > 0, blob) > 0.99  # exact: no resize
+    np.testing.assert_allclose(result.affine, LEFT_HANDED)
+    # A pointwise network gives the same probabilities whether it sees the volume whole or in windows.
+    forced = "whole" if "windows" in chosen else "windows"
+    other = segment_case(paths, [model], InferenceOptions(native=forced))
+    assert ("in one pass" if forced == "whole" else "in sliding windows") in other.strategy
+    np.testing.assert_allclose(other.probabilities, result.probabilities, atol=1e-4)
+
+
+def test_the_memory_a_whole_volume_pass_needs_grows_with_its_voxels_and_the_network_width():
+    narrow, wide = (build_network(dict(TINY_CONFIG["model"], filters=filters)) for filters in ([4, 8, 16], [8, 16, 32]))
+    small = inference.whole_volume_bytes(narrow, (4, 32, 32, 32), out_channels=3)
+    assert inference.whole_volume_bytes(narrow, (4, 64, 64, 64), out_channels=3) == 8 * small
+    assert inference.whole_volume_bytes(wide, (4, 32, 32, 32), out_channels=3) > 1.5 * small
+    # At least the input, the outputs and the first convolution's feature maps, in float32.
+    assert small >= 4 * 32 ** 3 * (4 + 3 + 4)
+
+
+def test_available_memory_is_known_on_linux_cpus_only():
+    available = inference.available_memory_bytes(torch.device("cpu"))
+    if os.path.exists("/proc/meminfo"):
+        total = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1]) * 1024
+        assert 0 < available <= total
+    assert inference.available_memory_bytes(torch.device("meta")) is None
+
+
+def test_contradictory_strategies_are_a_user_error():
+    with pytest.raises(BratsUNetError, match="--sliding-window.*--native whole"):
+        InferenceOptions(sliding_window=True, native="whole")
+    with pytest.raises(BratsUNetError, match="auto, whole, windows"):
+        InferenceOptions(native="patches")
+    assert InferenceOptions(sliding_window=True).native_strategy == "windows"
+
+
+def test_segmenting_imports_none_of_monais_unused_extras_which_stay_importable():
+    code = ("import sys; import BratsUNetLib.inference as inference; "
+            "print(sorted(name for name in inference._MONAI_EXTRAS_UNUSED if name in sys.modules)); "
+            "import matplotlib.pyplot, pandas, scipy.signal; print('importable')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "importable"]

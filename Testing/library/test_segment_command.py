@@ -91,6 +91,23 @@ def test_label_map_is_on_the_reference_grid_when_channels_come_on_other_grids(tm
     assert values.min() >= 0 and values.max() <= 1
     shown = capsys.readouterr().out
     assert "Network: DynUNet" in shown and "Volumes (mL): WT" in shown
+    assert "Inference: the whole volume at the model's input size 32×32×32" in shown
+
+
+def test_native_resolution_says_how_it_ran_and_writes_labels_on_the_reference_grid(tmp_path, model, phantom, capsys):
+    paths = write_case(tmp_path, phantom)
+    output = tmp_path / "labels.nii.gz"
+    code = main(["segment", "--model", str(model), *channel_args(paths), "--output", str(output), "--native",
+                 "--progress", "json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    strategy = events[-1]["strategy"]
+    assert strategy.startswith("native resolution") and "(auto: " in strategy
+    assert {"event": "message", "text": f"Inference: {strategy}."} in events  # said before the network ran
+    labels = nib.load(output)
+    assert labels.shape == REFERENCE_SHAPE
+    np.testing.assert_allclose(labels.affine, REFERENCE_AFFINE, atol=1e-5)
 
 
 def test_brats2023_names_labels_option_and_json_result(tmp_path, model, phantom, capsys):
@@ -145,13 +162,14 @@ def error_cases(tmp_path: Path, model: Path, phantom: PhantomCase) -> dict[str, 
         "config of another channel count": (["--model", str(model.parent / "original.pth"), "--config", str(three),
                                              *good[2:]], "original.pth"),
         "negative island size": ([*good, "--min-island-voxels", "-3"], "min-island-voxels"),
+        "contradictory strategies": ([*good, "--sliding-window", "--native", "whole"], "--native whole"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing image", "truncated image", "missing channel", "missing model",
                                   "output exists", "output is a folder", "output not NIfTI", "unknown device",
                                   "original weights without config", "config of another channel count",
-                                  "negative island size"])
+                                  "negative island size", "contradictory strategies"])
 def test_bad_input_is_one_clear_line_and_a_non_zero_exit(tmp_path, model, phantom, capsys, case):
     argv, expected = error_cases(tmp_path, model, phantom)[case]
     code = main(["segment", *argv, "--progress", "none"])

@@ -104,7 +104,8 @@ def discover_cases(scene: Any) -> list[TrainingCase]:
         if missing:
             case.problems.append("missing " + ", ".join(missing))
         if case.label is None:
-            case.problems.append("no label (a segmentation or label map named like <case>_seg)")
+            case.problems.append("no label (a segmentation or label map named like <case>_seg, or a corrected "
+                                 "BratsUNet result added as a training case)")
         elif case.label.IsA("vtkMRMLSegmentationNode"):
             unknown = [name for name in _segment_names(case.label) if segment_region(name) is None]
             if unknown:

@@ -21,10 +21,10 @@ from BratsUNetLib.phantom import BRATS_SHAPE, MODALITIES
 
 @dataclass
 class DemoSettings:
-    """The demo's size. The defaults reach held-out WT Dice above 0.8 in about 8 minutes on 2 CPU cores."""
+    """The demo's size. The defaults reach held-out WT Dice above 0.8 in about 9 minutes on 2 CPU cores (benchmarks/README.md)."""
 
     output: Path
-    minutes: float = 6.0  # training budget (wall clock); the whole demo takes about 2 minutes more
+    minutes: float = 7.0  # training budget (wall clock); the whole demo takes about 2 minutes more
     n_training: int = 16
     n_validation: int = 2
     n_held_out: int = 4

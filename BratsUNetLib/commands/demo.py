@@ -15,7 +15,7 @@ HELP = ("generate synthetic BraTS cases, train a small network for a few minutes
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="bratsunet-demo", help="folder for the cases, model and report "
                         "(default: ./bratsunet-demo)")
-    parser.add_argument("--minutes", type=float, default=6.0, help="training time budget in minutes (default 6)")
+    parser.add_argument("--minutes", type=float, default=7.0, help="training time budget in minutes (default 7)")
     parser.add_argument("--cases", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "HELD_OUT"),
                         default=(16, 2, 4), help="number of training, validation and held-out cases (default 16 2 4)")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=(240, 240, 155),

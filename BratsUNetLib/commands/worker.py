@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import sys
+import threading
 
 from BratsUNetLib.cli import EXIT_USER_ERROR
 from BratsUNetLib.events import ProgressReporter, job_scope
 
 NAME = "worker"
 HELP = "serve bratsunet commands as JSON-lines jobs on stdin/stdout (used by the Slicer module)"
+# What a segmentation job imports (torch, MONAI, nibabel: seconds), imported while the worker waits for its first job.
+PRELOADED_MODULES = ("BratsUNetLib.inference", "BratsUNetLib.checkpoint", "BratsUNetLib.imageio",
+                     "BratsUNetLib.backends")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     protocol = sys.stdout
     parser = build_parser()
     with contextlib.redirect_stdout(sys.stderr):
+        # The first job then does not wait for the imports. Jobs start only once they are done: importing MONAI
+        # briefly marks some packages missing (BratsUNetLib.inference), which a job importing them would see.
+        preload = threading.Thread(target=_preload, name="preload")
+        preload.start()
         for line in sys.stdin:
             if not line.strip():
                 continue
@@ -46,9 +55,17 @@ def run(args: argparse.Namespace) -> int:
                     reporter.emit("error", message=problem)
                     exit_code = EXIT_USER_ERROR
                 else:
+                    preload.join()
                     exit_code = _run_job(parser, argv, reporter)
                 reporter.emit("done", exit_code=exit_code)
     return 0
+
+
+def _preload() -> None:
+    """Import :data:`PRELOADED_MODULES`; a module that fails to import fails again, with its message, in the job."""
+    for name in PRELOADED_MODULES:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def _parse_job(line: str) -> tuple[str | None, list[str], str | None]:

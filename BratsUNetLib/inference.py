@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,50 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai import transforms as mt
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
 
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ConfigError
 from BratsUNetLib.events import ProgressReporter
-
-# Optional packages that MONAI's package import loads for features BratsUNet never uses: plots (matplotlib), CSV
-# datasets and profiling (pandas), downloads (requests), embedding metrics (scikit-learn), signal and ultrasound
-# transforms (scipy.signal), panoptic quality (scipy.optimize) and the k-d tree of surface distances (scipy.spatial:
-# without it MONAI computes them with a distance transform; BratsUNet's metrics are its own).
-_MONAI_EXTRAS_UNUSED = ("matplotlib", "pandas", "requests", "sklearn", "scipy.signal", "scipy.optimize",
-                        "scipy.spatial")
-
-
-def _import_monai_without_unused_extras() -> None:
-    """Import MONAI without :data:`_MONAI_EXTRAS_UNUSED`: 1.6 s less CPU time in every segmenting process.
-
-    ``import monai`` imports all of MONAI's subpackages, and with them those packages (through
-    ``monai.utils.optional_import``): as much time as importing torch (benchmarks/README.md, fast paths). MONAI
-    has no switch for this, so they are marked missing while it loads (a ``None`` entry in ``sys.modules`` makes
-    an import fail); MONAI then keeps placeholders that raise only if such a feature is used, and the marks are
-    removed at once, so the packages stay importable for everything else. Nothing changes when MONAI is already
-    imported, and a MONAI version that cannot load without one of them is imported again as it is.
-    """
-    if "monai" in sys.modules:
-        return
-    marked = [name for name in _MONAI_EXTRAS_UNUSED if name not in sys.modules]
-    sys.modules.update(dict.fromkeys(marked))
-    try:
-        import monai  # noqa: F401
-        return
-    except ImportError:
-        for name in [name for name in sys.modules if name == "monai" or name.startswith("monai.")]:
-            del sys.modules[name]
-    finally:
-        for name in marked:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-    import monai  # noqa: F401
-
-
-_import_monai_without_unused_extras()
-
-from monai import transforms as mt  # noqa: E402  (MONAI is imported just above)
-from monai.data import MetaTensor  # noqa: E402
-from monai.inferers import SlidingWindowInferer  # noqa: E402
 
 #: BraTS 2023 channel names and the BraTS 2020 names they stand for.
 CHANNEL_ALIASES = {"t2f": "flair", "t1n": "t1", "t1c": "t1ce", "t2w": "t2"}

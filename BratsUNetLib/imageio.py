@@ -418,6 +418,5 @@ def _write_gzip(path: Path, data: bytes) -> None:
         blocks = pool.map(deflate, starts)
         with open(path, "wb") as stream:
             stream.write(_GZIP_HEADER)
-            for block in blocks:  # in order, each as soon as it is ready
-                stream.write(block)
+            stream.writelines(blocks)  # in order, each as soon as it is ready
             stream.write(struct.pack("<II", checksum.result(), len(view) & 0xFFFFFFFF))

@@ -30,7 +30,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
-# BratsUNetLib first: inference imports MONAI its own way (without unused optional packages), as in bratsunet.
+# BratsUNetLib before MONAI, in the order bratsunet itself imports them.
 from BratsUNetLib import backends, cli, imageio, inference  # noqa: E402
 from monai.transforms import Compose  # noqa: E402  # isort: skip
 

@@ -313,7 +313,8 @@ def test_the_memory_a_whole_volume_pass_needs_grows_with_its_voxels_and_the_netw
 def test_available_memory_is_known_on_linux_cpus_only():
     available = inference.available_memory_bytes(torch.device("cpu"))
     if os.path.exists("/proc/meminfo"):
-        total = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1]) * 1024
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        total = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1]) * 1024
         assert 0 < available <= total
     assert inference.available_memory_bytes(torch.device("meta")) is None
 

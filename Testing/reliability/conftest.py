@@ -34,6 +34,8 @@ if HAS_SLICER:
     _fixtures = _slicer_fixtures()
     scene = _fixtures.scene
     module = _fixtures.module
+    worker = _fixtures.worker
+    logic = _fixtures.logic
 
 
 @pytest.fixture(scope="session")

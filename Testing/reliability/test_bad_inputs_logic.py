@@ -39,16 +39,6 @@ from BratsUNetLib.errors import BratsUNetError
 KINDS = ("image", "geometry", "model", "label", "config", "checkpoint", "output")
 
 
-@pytest.fixture(scope="module")
-def worker():
-    """One real worker for the module (torch is imported once, as in a Slicer session)."""
-    from BratsUNetSlicer.worker import WorkerClient
-
-    client = WorkerClient()
-    yield client
-    client.close()
-
-
 @dataclass
 class BadCall:
     """A logic call with one broken input, and what the exception's message must contain."""
@@ -327,13 +317,6 @@ def _node_ids(scene) -> list[str]:
 
 def test_every_kind_has_rows():
     assert {row.kind for row in ROWS} == set(KINDS)
-
-
-@pytest.fixture
-def logic(module, worker):
-    logic = module.BratsUNetLogic()
-    logic.worker = worker
-    return logic
 
 
 @pytest.fixture

@@ -39,6 +39,10 @@ class FullDiskFile:
         self._written += len(data)
         return self._stream.write(data)
 
+    def writelines(self, lines) -> None:  # a real file's writelines runs out of space like its write
+        for data in lines:
+            self.write(data)
+
     def __getattr__(self, name):
         return getattr(self._stream, name)
 

@@ -1,5 +1,3 @@
-import sys
+from BratsUNetLib.cli import run_console
 
-from BratsUNetLib.cli import main
-
-sys.exit(main())
+run_console()

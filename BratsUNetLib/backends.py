@@ -33,12 +33,15 @@ import importlib.util
 import itertools
 import json
 import logging
+import math
 import os
 import sys
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,7 +106,7 @@ def check_backend(backend: str) -> None:
 
 def _backend_id(backend: str) -> str:
     """The backend with its version (``openvino 2026.4.1``): a new version is checked again."""
-    module = importlib.import_module(EXPORTED[backend])
+    module = _import_openvino() if backend == "openvino" else importlib.import_module(EXPORTED[backend])
     return f"{backend} {getattr(module, '__version__', '?')}"
 
 
@@ -216,7 +219,8 @@ class ExportCache:
     """A folder of ONNX exports and, per model, a JSON record of their checksums and of agreement verdicts.
 
     ``<fingerprint>.json``: ``{"exports": {file name: {"sha256", "shape", "created"}},
-    "verdicts": {"openvino 2026.4.1": {"agrees", "max_abs_diff", "shape", "checked", "error"?}}}``.
+    "verdicts": {"openvino 2026.4.1": {"agrees", "max_abs_diff", "shape", "checked", "error"?}},
+    "cost": {"flops_per_voxel": float}}``.
     A file whose checksum does not match its record (truncated, damaged, edited) is exported again.
     """
 
@@ -234,7 +238,7 @@ class ExportCache:
             return {}
         return record if isinstance(record, dict) else {}
 
-    def _update(self, fingerprint: str, section: str, key: str, value: dict) -> None:
+    def _update(self, fingerprint: str, section: str, key: str, value: object) -> None:
         record = self.record(fingerprint)
         entries = record.get(section) if isinstance(record.get(section), dict) else {}
         record[section] = {**entries, key: value}
@@ -251,15 +255,27 @@ class ExportCache:
         stamped = {**verdict, "checked": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         self._update(fingerprint, "verdicts", _backend_id(backend), stamped)
 
+    def flops_per_voxel(self, fingerprint: str) -> float | None:
+        """FLOPs of one forward pass per input voxel of one sample, as counted before; None if never counted."""
+        value = (self.record(fingerprint).get("cost") or {}).get("flops_per_voxel")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    def store_flops_per_voxel(self, fingerprint: str, value: float) -> None:
+        self._update(fingerprint, "cost", "flops_per_voxel", value)
+
     def onnx_file(self, network: torch.nn.Module, fingerprint: str, shape: Sequence[int],
-                  log: Callable[[str], None]) -> Path:
-        """A verified ONNX export of ``network`` for ``shape``, exported now if missing or damaged."""
+                  log: Callable[[str], None], export: bool = True) -> Path | None:
+        """A verified ONNX export of ``network`` for ``shape``, exported now if missing or damaged (or, when
+        ``export`` is False, None)."""
         name = f"{fingerprint}-{'x'.join(str(int(size)) for size in shape)}.onnx"
         path = self.folder / name
         entry = (self.record(fingerprint).get("exports") or {}).get(name)
         if path.is_file():
             if isinstance(entry, dict) and entry.get("sha256") == _file_sha256(path):
                 return path
+        if not export:
+            return None
+        if path.is_file():
             log(f"The cached export '{path}' is damaged or unrecorded; exporting the network again.")
         log(f"Exporting the network to ONNX for {'×'.join(str(s) for s in shape[2:])} inputs "
             f"(once per model and input size; cached in '{self.folder}').")
@@ -273,6 +289,7 @@ class ExportCache:
 def _onnxruntime_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime
 
+    onnxruntime.disable_telemetry_events()  # ONNX Runtime's usage events (Windows builds): nothing is sent home
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one chain of layers: parallelism lives inside each convolution
@@ -280,8 +297,30 @@ def _onnxruntime_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.n
     return lambda array: session.run(None, {"image": array})[0]
 
 
+def _import_openvino() -> Any:
+    """``import openvino``, without its usage telemetry.
+
+    Importing openvino sends a usage event to Google Analytics from a background thread (package
+    ``openvino_telemetry``) unless the user has opted out; a hospital workstation must not report its use of a
+    tumour segmenter, and offline the thread keeps the process alive at exit until its request times out
+    (2 s per segmentation, benchmarks/README.md). OpenVINO's own fallback without that package is a stub that
+    sends nothing, so the package is marked missing while openvino loads and importable again afterwards.
+    """
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    hidden = "openvino_telemetry" not in sys.modules
+    if hidden:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import fail
+    try:
+        import openvino
+    finally:
+        if hidden and sys.modules.get("openvino_telemetry", 0) is None:
+            del sys.modules["openvino_telemetry"]
+    return openvino
+
+
 def _openvino_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    import openvino
+    openvino = _import_openvino()
 
     # fp32 explicitly: on CPUs with bf16/AMX units OpenVINO otherwise computes in bf16, which changes the logits.
     compiled = openvino.Core().compile_model(str(path), "CPU", {
@@ -349,6 +388,7 @@ class Runner:
         self._fingerprint: str | None = None
         self._engines: OrderedDict[tuple, Callable[[np.ndarray], np.ndarray]] = OrderedDict()
         self._torch: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._background: threading.Thread | None = None
         self.backend: str | None = None
         if backend == "auto":
             if device.type == "cuda":
@@ -375,6 +415,7 @@ class Runner:
         return self._fingerprint
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self._wait_for_background()
         # no_grad rather than inference_mode: callers may update the returned tensor in place afterwards.
         with torch.no_grad():
             if self.backend is None:
@@ -398,13 +439,45 @@ class Runner:
 
     def warm(self, shape: Sequence[int]) -> None:
         """Export / load what the chosen backend needs for inputs of ``shape`` ``(N, C, X, Y, Z)`` now."""
+        self._wait_for_background()
         if self.backend in EXPORTED:
             self._engine(self.backend, (1, *shape[1:]))
 
-    def _engine(self, backend: str, shape: tuple) -> Callable[[np.ndarray], np.ndarray]:
+    def prepare_in_background(self, shape: Sequence[int]) -> None:
+        """Start loading, in a thread, the engine the first call on inputs of ``shape`` ``(N, C, X, Y, Z)`` needs.
+
+        Meant for the time the caller spends reading and preprocessing the image: taking a remembered ``auto``
+        verdict and loading an existing export into its runtime take about a second for the BraTS DynUNet
+        (hashing the weights and the 100 MB export, OpenVINO's compilation). Nothing is exported or checked
+        here; what cannot be done in the background is done, and reported, by the first call, which waits for
+        the thread.
+        """
+        if self._background is None and (self.backend is None or self.backend in EXPORTED):
+            self._background = threading.Thread(target=self._prepare, args=((1, *shape[1:]),),
+                                                name="prepare-backend", daemon=True)
+            self._background.start()
+
+    def _prepare(self, shape: tuple) -> None:
+        try:
+            if self.backend is None:
+                self._use_remembered_verdict()
+            if self.backend in EXPORTED:
+                self._engine(self.backend, shape, export=False)
+        except Exception:  # noqa: BLE001  # the first call does the same again and reports what fails
+            _logger.debug("background preparation failed", exc_info=True)
+
+    def _wait_for_background(self) -> None:
+        if self._background is not None:
+            self._background.join()
+            self._background = None
+
+    def _engine(self, backend: str, shape: tuple, export: bool = True) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The runtime session for ``shape``; None when ``export`` is False and no valid export exists yet."""
         key = (backend, shape)
         if key not in self._engines:
-            path = self.cache.onnx_file(self.network, self.fingerprint, shape, self._log)
+            path = self.cache.onnx_file(self.network, self.fingerprint, shape, self._log, export=export)
+            if path is None:
+                return None
             self._engines[key] = _ENGINE_BUILDERS[backend](path, torch.get_num_threads())
             while len(self._engines) > _ENGINES_KEPT:
                 self._engines.popitem(last=False)
@@ -419,24 +492,39 @@ class Runner:
         outputs = [torch.from_numpy(np.asarray(engine(array[index:index + 1]))) for index in range(len(array))]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
+    def _use_remembered_verdict(self) -> bool:
+        """Take the first installed exported backend remembered as agreeing with eager; False if there is none."""
+        for name in EXPORTED:
+            if name in installed_backends():
+                verdict = self.cache.verdict(self.fingerprint, name)
+                if verdict is not None and verdict.get("agrees"):
+                    self._use(name)
+                    return True
+        return False
+
     def _choose(self, batch: torch.Tensor) -> torch.Tensor | None:
         """``auto`` on the CPU, first call: set :attr:`backend` from a remembered verdict (and return None), else
         from a one-time check against eager fp32 on ``batch`` (and return eager's logits, already computed)."""
+        if self._use_remembered_verdict():
+            return None
+        unchecked = [name for name in EXPORTED if name in installed_backends()
+                     and self.cache.verdict(self.fingerprint, name) is None]
+        # A fully convolutional network's cost grows with the input's voxels, so it is counted once per model and
+        # remembered: counting imports torch._dynamo (1-3 s) and the small networks it keeps eager need no more.
+        voxels = math.prod(batch.shape[2:])
+        flops_per_voxel = self.cache.flops_per_voxel(self.fingerprint)
+        if flops_per_voxel is not None and flops_per_voxel * voxels < AUTO_MIN_FLOPS:
+            self._use("eager")
+            return None
         from torch.utils.flop_counter import FlopCounterMode
 
-        candidates = [name for name in EXPORTED if name in installed_backends()]
-        unchecked = []
-        for name in candidates:
-            verdict = self.cache.verdict(self.fingerprint, name)
-            if verdict is None:
-                unchecked.append(name)
-            elif verdict.get("agrees"):
-                self._use(name)
-                return None
         counter = FlopCounterMode(display=False)
         with counter:
             reference = self.network(batch)
-        if not unchecked or counter.get_total_flops() / max(len(batch), 1) < AUTO_MIN_FLOPS:
+        flops_per_voxel = counter.get_total_flops() / max(len(batch), 1) / voxels
+        with contextlib.suppress(BratsUNetError):  # an unwritable cache only means counting again next time
+            self.cache.store_flops_per_voxel(self.fingerprint, flops_per_voxel)
+        if not unchecked or flops_per_voxel * voxels < AUTO_MIN_FLOPS:
             self._use("eager")
             return reference
         for name in unchecked:

@@ -8,9 +8,13 @@ User errors (:class:`BratsUNetError`) print one line on stderr and exit with sta
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
+import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 from BratsUNetLib import __version__
 from BratsUNetLib.errors import BratsUNetError, Cancelled
@@ -67,10 +71,78 @@ def execute(args: argparse.Namespace, report_error: Callable[[str], None]) -> in
         return EXIT_USER_ERROR
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status.
+
+    ``own_process``: the caller is the bratsunet program itself, which may change what only its own process
+    sees: MONAI is then imported without its unused optional packages (:func:`import_monai_without_unused_extras`).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 0
+    if own_process:
+        import_monai_without_unused_extras()
     return execute(args, lambda line: print(f"bratsunet {line}", file=sys.stderr, flush=True))
+
+
+def run_console() -> NoReturn:
+    """The ``bratsunet`` program (and ``python -m BratsUNetLib``, e.g. the Slicer module's worker): :func:`main`
+    in a process of its own, ended by :func:`exit_now`."""
+    exit_now(main(own_process=True))
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` without interpreter finalization.
+
+    Finalization tears down torch, OpenVINO and MONAI module by module: 1.5–2 s after a BraTS segmentation
+    (benchmarks/README.md), with nothing left to do, since every output is already written, closed and
+    renamed. So after the ``atexit`` handlers (logging, multiprocessing children, temporary folders) and a
+    flush, the process ends at once; it exits normally while any non-daemon Python thread still runs.
+    """
+    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
+           if thread is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. a closed pipe (bratsunet ... | head): what could not be written is lost either way
+        pass
+    os._exit(code)
+
+
+# Optional packages that MONAI's package import loads for features BratsUNet never uses: plots (matplotlib), CSV
+# datasets and profiling (pandas), downloads (requests), embedding metrics (scikit-learn), and signal and
+# ultrasound transforms (scipy.signal, which brings scipy.stats).
+MONAI_EXTRAS_UNUSED = ("matplotlib", "pandas", "requests", "sklearn", "scipy.signal")
+
+
+def import_monai_without_unused_extras() -> None:
+    """Import MONAI without :data:`MONAI_EXTRAS_UNUSED`: 1.5–2.5 s less start-up in every bratsunet process.
+
+    ``import monai`` imports every MONAI subpackage, and those load these packages through ``optional_import``:
+    more time than importing torch (benchmarks/README.md, start-up). MONAI has no switch for this, so they are
+    marked missing while it loads (a ``None`` entry in ``sys.modules`` makes an import fail); MONAI keeps
+    placeholders that raise only if such a feature is used, and the marks are removed at once, so the packages
+    stay importable for everything else (nilearn, for phantoms, imports several). Only the bratsunet program
+    does this, in its own process: BratsUNetLib imported inside Slicer or a user's script leaves MONAI as it
+    is. Nothing changes when MONAI is already imported, and a MONAI that cannot load without one of them is
+    imported again as it is.
+    """
+    if "monai" in sys.modules:
+        return
+    marked = [name for name in MONAI_EXTRAS_UNUSED if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(marked))
+    try:
+        import monai  # noqa: F401
+        return
+    except ImportError:
+        for name in [name for name in sys.modules if name == "monai" or name.startswith("monai.")]:
+            del sys.modules[name]
+    finally:
+        for name in marked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    import monai  # noqa: F401

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from monai.inferers import SlidingWindowInferer
 
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ConfigError
 from BratsUNetLib.events import ProgressReporter
+
+if TYPE_CHECKING:
+    from BratsUNetLib.backends import Runner
 
 #: BraTS 2023 channel names and the BraTS 2020 names they stand for.
 CHANNEL_ALIASES = {"t2f": "flair", "t1n": "t1", "t1c": "t1ce", "t2w": "t2"}
@@ -147,9 +151,9 @@ class LoadedModel:
             raise CheckpointError(f"Model '{path}' lists {len(self.channels)} channels ({', '.join(self.channels)}) "
                                   f"but its network takes {in_channels}; the checkpoint is inconsistent.")
         self._transforms: dict[bool, mt.Compose] = {}
-        self._runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self._runners: dict[str, Runner] = {}
 
-    def forward(self, backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    def forward(self, backend: str) -> Runner:
         """The network run by ``backend`` (:func:`BratsUNetLib.backends.prepare`), prepared once per loaded model."""
         from BratsUNetLib.backends import prepare
 
@@ -238,6 +242,10 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
 
     from BratsUNetLib.imageio import read_case
 
+    for model in models:  # resized inputs have a known shape: their engine loads while the images are read
+        if not model.runs_native(options):
+            model.forward(options.backend).prepare_in_background(
+                (1, len(model.channels), *model.dataset["desired_shape"]))
     image, affine = read_case(files)
     flips = _flip_dims(options.tta)
     total = len(models) * len(flips)
@@ -538,18 +546,22 @@ def probabilities_to_labels(probabilities: np.ndarray, dataset: dict, options: I
 def label_volumes_ml(label_map: np.ndarray, affine: np.ndarray, dataset: dict,
                      options: InferenceOptions) -> dict[str, float]:
     """Volumes in millilitres: WT/TC/ET and the NCR/ED sub-regions for BraTS outputs, else one per label."""
-    from BratsUNetLib.labels import REGIONS, get_scheme, labels_to_regions
+    from BratsUNetLib.labels import get_scheme
 
     voxel_ml = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
+    # One pass counts every label value (a BraTS case: 9 M voxels in 20 ms, against 0.15 s for masks per region).
+    counts = np.bincount(np.asarray(label_map, dtype=np.uint8).ravel(order="K"), minlength=256)
+
+    def volume(values) -> float:
+        return float(sum(int(counts[value]) for value in values)) * voxel_ml
+
     if not dataset.get("setup_label_hierarchy"):
-        return {f"label {value}": float((label_map == value).sum()) * voxel_ml
-                for value in dataset["labels"]}
+        return {f"label {value}": volume([value]) for value in dataset["labels"]}
     scheme = get_scheme(label_scheme(dataset, options.scheme))
-    regions = labels_to_regions(label_map, scheme)
-    volumes = {name: float(region.sum()) * voxel_ml for name, region in zip(REGIONS, regions)}
+    volumes = {name: volume(values) for name, values in scheme.regions.items()}
     # The enhancing sub-region is the ET region; the other two sub-regions are single labels.
-    volumes["NCR"] = float((label_map == scheme.necrotic).sum()) * voxel_ml
-    volumes["ED"] = float((label_map == scheme.edema).sum()) * voxel_ml
+    volumes["NCR"] = volume([scheme.necrotic])
+    volumes["ED"] = volume([scheme.edema])
     return volumes
 
 

@@ -10,6 +10,7 @@ Arrays are channel-first: image ``(C, X, Y, Z)`` float32, label ``(L, X, Y, Z)``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,10 +28,24 @@ class AbovePercentile:
         self.percentile = float(percentile)
 
     def __call__(self, image: Any) -> np.ndarray:
-        # numpy rather than torch.quantile, which refuses tensors of more than 2**24 voxels.
         array = np.asarray(image)
-        thresholds = np.quantile(array.reshape(array.shape[0], -1), self.percentile, axis=1)
+        thresholds = np.array([channel_quantile(channel.ravel(order="K"), self.percentile) for channel in array])
         return (array > thresholds.reshape((-1,) + (1,) * (array.ndim - 1))).any(0, keepdims=True)
+
+
+def channel_quantile(values: np.ndarray, q: float) -> float:
+    """``np.quantile(values, q)`` (linear interpolation), computed in two passes when the minimum covers it.
+
+    MRI volumes are mostly background at one value (86 % of a BraTS case), so a low percentile usually is the
+    minimum: the two order statistics that np.quantile interpolates both lie within the run of minimal values.
+    Checking that costs 15 ms per channel against 110 ms for np.quantile's selection (0.45 s per BraTS case).
+    numpy rather than torch.quantile, which refuses tensors of more than 2**24 voxels.
+    """
+    lowest = values.min()
+    upper_rank = math.ceil(q * (values.size - 1))
+    if np.count_nonzero(values == lowest) > upper_rank:  # never for NaN: NaN == NaN is False
+        return float(lowest)
+    return float(np.quantile(values, q))
 
 
 def deterministic_transforms(dataset: dict, keys: Sequence[str] = ("image", "label")) -> mt.Compose:

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from BratsUNetLib import __version__
 from BratsUNetLib.cli import COMMAND_MODULES, main
 
@@ -56,3 +58,46 @@ def test_segment_help_is_instant_it_imports_neither_torch_nor_monai():
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_user_error_exit_status_and_message_survive_the_quick_exit(tmp_path):
+    broken = tmp_path / "config.json"
+    broken.write_text("{not json")
+    result = run_module("validate-config", str(broken))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("bratsunet validate-config: error: ")
+
+
+@pytest.mark.parametrize("with_thread", [False, True])
+def test_quick_exit_runs_atexit_handlers_and_waits_for_running_threads(tmp_path, with_thread):
+    """exit_now skips interpreter finalization only: output is flushed, atexit handlers run, threads finish."""
+    program = (
+        "import atexit, pathlib, sys, threading, time\nfrom BratsUNetLib.cli import exit_now\n"
+        "folder = pathlib.Path(sys.argv[1])\n"
+        "atexit.register(lambda: (folder / 'atexit').write_text('ran'))\n"
+        "if sys.argv[2] == 'thread':\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.5), (folder / 'thread').write_text('done'))).start()\n"
+        "print('last line', end='')\nexit_now(3)\n")
+    result = subprocess.run([sys.executable, "-c", program, str(tmp_path), "thread" if with_thread else "-"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stdout == "last line"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert (tmp_path / "thread").exists() == with_thread
+    if with_thread:
+        assert (tmp_path / "thread").read_text() == "done"
+
+
+def test_the_program_loads_monai_without_its_unused_extras_which_stay_importable():
+    program = ("import importlib, importlib.util, sys\nfrom BratsUNetLib import cli\n"
+               "cli.import_monai_without_unused_extras()\n"
+               "installed = [name for name in cli.MONAI_EXTRAS_UNUSED if importlib.util.find_spec(name)]\n"
+               "print(sorted(name for name in installed if name in sys.modules))\n"
+               "from monai.transforms import Resized\n"
+               "print(all(importlib.import_module(name) for name in installed), len(installed))\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded_by_monai, importable = result.stdout.splitlines()
+    assert loaded_by_monai == "[]"
+    assert importable.startswith("True ")

@@ -92,7 +92,7 @@ def measure(command: tuple[list[str], Path, Path], env: dict) -> dict:
     stages = timings["stages_s"]
     accounted = sum(stages.values())
     return {"wall_s": run["wall_s"], "stages_s": {
-        "startup_and_imports": run["wall_s"] - timings["in_process_s"] + timings["imports_s"],
+        "startup_imports_exit": run["wall_s"] - timings["in_process_s"] + timings["imports_s"],
         **stages,
         "other": timings["in_process_s"] - timings["imports_s"] - accounted},
         "peak_rss_mb": timings["peak_rss_mb"], "backend": timings.get("backend")}

@@ -7,6 +7,7 @@ memory (``ru_maxrss`` of that process), its own thread pools and no warm state l
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -93,10 +94,9 @@ def machine(fma_units: int = 2, clock_override: float | None = None) -> dict:
 def versions() -> dict:
     found = {"python": platform.python_version()}
     for name in ("torch", "monai", "numpy", "nibabel", "onnxruntime", "openvino", "onnx", "onnxscript"):
-        try:
-            module = __import__(name)
-            found[name] = getattr(module, "__version__", "?")
-        except ImportError:
+        try:  # the distribution's metadata: importing openvino here would send its usage telemetry
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             found[name] = None
     from BratsUNetLib import __version__
 

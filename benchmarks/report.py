@@ -77,7 +77,7 @@ def network_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-STAGES = ("startup_and_imports", "loading", "reading", "preprocessing", "network", "postprocessing", "writing", "other")
+STAGES = ("startup_imports_exit", "loading", "reading", "preprocessing", "network", "postprocessing", "writing", "other")
 
 
 def segment_table(result: dict) -> str:
@@ -115,8 +115,8 @@ def segment_table(result: dict) -> str:
 def strategies_table(result: dict) -> str:
     lines = [
         f"{result['network']} DynUNet, phantom case {'×'.join(map(str, result['case_shape']))}, windows "
-        f"{result['roi']}³, backend {result['backend']}; median of {result['repeats']} runs after one untimed run "
-        f"({label(result)}).",
+        f"{result['roi']}³, backend {result['backend']}; median of {result['repeats']} runs; first run: the untimed run "
+        f"that exported and checked the network for a new input shape ({label(result)}).",
         "",
         "| strategy | runs as | wall s | network s | first run s | peak MB | max abs Δ p vs whole | "
         "Dice WT / TC / ET vs whole |",

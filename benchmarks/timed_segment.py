@@ -13,8 +13,8 @@ stage functions are wrapped (not changed) to add up their time:
 - ``postprocessing``: the rest of :func:`BratsUNetLib.inference.segment_case` (activation, inverse of the
   spatial steps, label map, volumes);
 - ``writing``: :func:`BratsUNetLib.inference.write_result` (NIfTI outputs);
-- ``startup``: from the interpreter's start to the command (imports), measured by the caller as its wall time
-  minus ``in_process_s``.
+- ``startup``: from the interpreter's start to the command (imports) and the process's exit, measured by the
+  caller as its wall time minus ``in_process_s``.
 
 TIMINGS.json receives ``{"stages_s": {...}, "in_process_s", "imports_s", "backend", "peak_rss_mb", "exit_code"}``.
 """
@@ -30,8 +30,11 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
-# BratsUNetLib before MONAI, in the order bratsunet itself imports them.
-from BratsUNetLib import backends, cli, imageio, inference  # noqa: E402
+from BratsUNetLib import cli  # noqa: E402
+
+cli.import_monai_without_unused_extras()  # as the bratsunet program does before it runs a command
+
+from BratsUNetLib import backends, imageio, inference  # noqa: E402
 from monai.transforms import Compose  # noqa: E402  # isort: skip
 
 import benchlib  # noqa: E402
@@ -72,7 +75,7 @@ def main(argv: list[str]) -> int:
     imageio.read_case = timed("reading", imageio.read_case)
     Compose.__call__ = timed("preprocessing", Compose.__call__)
     backends.Runner.__call__ = timed_runner_call(backends.Runner.__call__)
-    exit_code = cli.main(command)
+    exit_code = cli.main(command, own_process=True)
     total = stages.pop("segmenting", 0.0)
     stages["postprocessing"] = total - stages["reading"] - stages["preprocessing"] - stages["network"]
     with open(timings_path, "w") as stream:
@@ -83,4 +86,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli.exit_now(main(sys.argv[1:]))  # and exits as the bratsunet program does

@@ -9,6 +9,7 @@ brain-like (a bright ball in a zero background, z-scored) at 64³: large enough 
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -122,16 +123,26 @@ def test_auto_falls_back_to_eager_without_the_optional_packages(monkeypatch, net
     runner = backends.prepare(network, SHAPE, backend="auto", cache_dir=tmp_path)
     assert torch.equal(runner(batch), eager(network, batch))
     assert runner.backend == "eager"
-    assert os.listdir(tmp_path) == []
+    assert onnx_files(tmp_path) == []
     with pytest.raises(BratsUNetError, match=r"not installed.*bratsunet\[fast\]"):
         backends.prepare(network, SHAPE, backend="openvino", cache_dir=tmp_path)
 
 
-def test_auto_keeps_cheap_networks_eager_without_exporting(network, batch, tmp_path):
+def test_auto_keeps_cheap_networks_eager_without_exporting(monkeypatch, network, batch, tmp_path):
     runner = backends.prepare(network, backend="auto", cache_dir=tmp_path)
     assert torch.equal(runner(batch), eager(network, batch))
     assert runner.backend == "eager"
-    assert os.listdir(tmp_path) == []
+    assert onnx_files(tmp_path) == []
+
+    # The network's cost is remembered: a later process neither counts it again nor exports, at any input size.
+    from torch.utils import flop_counter
+
+    monkeypatch.setattr(flop_counter, "FlopCounterMode", lambda *args, **kwargs: pytest.fail("counted"))
+    larger = torch.nn.functional.interpolate(batch, scale_factor=1.5)
+    later = backends.prepare(network, backend="auto", cache_dir=tmp_path)
+    assert torch.equal(later(larger), eager(network, larger))
+    assert later.backend == "eager"
+    assert onnx_files(tmp_path) == []
 
 
 def test_auto_checks_once_then_remembers_the_verdict(monkeypatch, network, batch, shared_cache):
@@ -298,3 +309,46 @@ def test_segment_command_runs_the_network_through_the_chosen_backend(monkeypatch
     argv[-1] = "openvino"
     assert main(argv + ["--overwrite", "--flair", str(tmp_path / "not-read-before-the-backend-check.nii.gz")]) == 2
     assert "openvino backend is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not backends._installed("openvino"), reason="OpenVINO is not installed")
+def test_openvino_is_loaded_without_its_usage_telemetry():
+    """Loading OpenVINO must send nothing home: its telemetry stub is used and no sender thread is started."""
+    program = ("import sys, threading\nfrom BratsUNetLib import backends\nbackends._import_openvino()\n"
+               "from openvino.tools.ovc import telemetry_utils\n"
+               "print(telemetry_utils.tm.__name__, [thread.name for thread in threading.enumerate()])\n"
+               "import openvino_telemetry\n")  # still importable for anyone else who wants it
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                            env={key: value for key, value in os.environ.items() if key != "CI"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "['MainThread']"]
+
+
+def test_background_preparation_loads_a_remembered_backend_and_never_exports(monkeypatch, network, batch,
+                                                                             shared_cache, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    monkeypatch.setattr(backends, "AUTO_MIN_FLOPS", 0)
+    reference = eager(network, batch)
+    backends.prepare(network, backend="auto", cache_dir=shared_cache)(batch)  # checks once, or remembers
+
+    def no_eager(*args):
+        raise AssertionError("eager forward pass or export during a remembered verdict")
+    monkeypatch.setattr(network, "forward", no_eager)
+    monkeypatch.setattr(backends, "export_onnx", no_eager)
+    runner = backends.prepare(network, backend="auto", cache_dir=shared_cache)
+    runner.prepare_in_background(SHAPE)
+    runner._wait_for_background()
+    assert runner.backend in ("openvino", "onnxruntime") and len(runner._engines) == 1
+    assert (runner(batch) - reference).abs().max() <= 1e-3
+
+    # With nothing remembered, the background does nothing (no export) and the first call checks as usual.
+    monkeypatch.undo()
+    monkeypatch.setattr(backends, "AUTO_MIN_FLOPS", 0)
+    private_copy_of_the_export(network, shared_cache, tmp_path)  # the export, no verdict
+    fresh = backends.prepare(network, backend="auto", cache_dir=tmp_path)
+    fresh.prepare_in_background(SHAPE)
+    fresh._wait_for_background()
+    assert fresh.backend is None and not fresh._engines
+    assert torch.equal(fresh(batch), reference)  # the checking call answers with eager's logits
+    assert fresh.backend in ("openvino", "onnxruntime")

@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 from BratsUNetLib.imageio import read_image, resample_to_reference, write_image
 from BratsUNetLib.labels import SCHEMES, label_channels, labels_to_regions, regions_to_labels
 from BratsUNetLib.metrics import MISSING_HD95_MM, dice, hd95, region_metrics, volume_ml
+from BratsUNetLib.preprocessing import AbovePercentile, channel_quantile
 
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -100,6 +101,22 @@ def test_probabilities_become_labels_by_the_strict_nested_thresholds(probabiliti
 
 
 # ------------------------------------------------------------------------------------------------ metrics
+
+@PROPERTY_SETTINGS
+@given(values=hnp.arrays(np.float32, st.integers(1, 300), elements=st.sampled_from([0.0, 0.0, 0.0, 0.5, 1.0, 7.0,
+                                                                                   float("nan")])),
+       q=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9, 1.0]))
+def test_foreground_threshold_is_numpys_quantile_whatever_the_share_of_background(values, q):
+    """The two-pass shortcut for mostly-background channels gives exactly np.quantile, NaN included."""
+    np.testing.assert_array_equal(channel_quantile(values, q), np.quantile(values, q))
+
+
+def test_foreground_is_what_is_above_the_percentile_of_any_channel():
+    image = np.zeros((2, 10, 1, 1), np.float32)
+    image[0, 8:] = 5.0  # channel 0: 80 % background, so its 10th percentile is the background
+    image[1] = np.arange(10).reshape(10, 1, 1)  # channel 1: 10th percentile 0.9
+    assert AbovePercentile(0.1)(image)[0, :, 0, 0].tolist() == [False] + [True] * 9
+
 
 @PROPERTY_SETTINGS
 @given(masks=mask_pairs(), spacing=spacings)

@@ -258,8 +258,8 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _refreshModelSelector(self) -> None:
         wasBlocked = self.ui.modelComboBox.blockSignals(True)
         self.ui.modelComboBox.clear()
-        for entry in self.logic.models.entries():
-            self.ui.modelComboBox.addItem(entry.label, entry.path)
+        for entry, label in self.logic.models.labelled_entries():
+            self.ui.modelComboBox.addItem(label, entry.path)
         self.ui.modelComboBox.blockSignals(wasBlocked)
         qt.QSettings().setValue("BratsUNet/Models",
                                 [f"{e.path}|{e.config}" for e in self.logic.models.entries() if not e.trained_here])
@@ -444,13 +444,15 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     # -- segmentation -------------------------------------------------------------------------------------------
 
     def segment(self, flair=None, t1=None, t1ce=None, t2=None, model: str = "", *, config: str = "",
-                outputSegmentation=None, volumesTable=None, device: str = "auto", slidingWindow: bool = False,
+                outputSegmentation=None, volumesTable=None, device: str = "auto", nativeResolution: bool = False,
                 testTimeAugmentation: bool = False, labelScheme: str = "brats2020", probabilityMaps: bool = False,
                 wait: bool = False, onEvent=None):
         """Segment the tumour in the four volumes with the checkpoint ``model``.
 
         ``config`` is needed only for an original 3DUnetCNN checkpoint. ``outputSegmentation`` /
         ``volumesTable`` are refilled when given, else created. ``device`` is auto, cpu, gpu, cuda or mps.
+        ``nativeResolution`` runs the network without resizing (``bratsunet segment --native``: in one pass
+        when it fits in the free memory, else in sliding windows).
         ``labelScheme`` "brats2021" labels enhancing tumour 3 instead of 4. With ``wait=True`` returns the
         segmentation node, else the running job (its ``result["segmentation"]`` is set when it succeeds).
         """
@@ -460,7 +462,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         description = self.models.describe(model, config)
         self.models.add(model, config)
         options = segment.SegmentationOptions(
-            device=dependencies.device_argument(device), sliding_window=slidingWindow,
+            device=dependencies.device_argument(device), native_resolution=nativeResolution,
             tta=testTimeAugmentation, scheme=labelScheme, probability_maps=probabilityMaps)
         job = segment.start(self.worker, {"flair": flair, "t1": t1, "t1ce": t1ce, "t2": t2}, model, config,
                             list(description["channels"]), list(description["regions"]), options,
@@ -472,7 +474,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         return self.segment(
             **parameters.inputs, model=parameters.modelPath, config=parameters.modelConfigPath,
             outputSegmentation=parameters.outputSegmentation, volumesTable=parameters.volumesTable,
-            device=parameters.device, slidingWindow=parameters.slidingWindow,
+            device=parameters.device, nativeResolution=parameters.nativeResolution,
             testTimeAugmentation=parameters.testTimeAugmentation, labelScheme=parameters.labelScheme,
             probabilityMaps=parameters.probabilityMaps, wait=wait, onEvent=onEvent)
 

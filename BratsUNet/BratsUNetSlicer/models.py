@@ -21,11 +21,10 @@ class ModelEntry:
     config: str = ""
     trained_here: bool = False
 
-    @property
-    def label(self) -> str:
-        """What the model selector shows: ``<folder>/<file>`` (and a mark for models trained here)."""
-        path = Path(self.path)
-        text = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    def label(self, components: int = 2) -> str:
+        """What the model selector shows: the last ``components`` parts of the path (and a mark for models
+        trained here)."""
+        text = "/".join(Path(self.path).parts[-components:])
         return f"{text} (trained in this session)" if self.trained_here else text
 
 
@@ -48,6 +47,22 @@ class ModelRegistry:
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())
+
+    def labelled_entries(self) -> list[tuple[ModelEntry, str]]:
+        """Every entry with a label that tells it from the others: ``<folder>/<file>``, with as many more
+        parent folders as it takes (models trained in two output folders are both ``bratsunet_slicer/model_best.pth``).
+        """
+        entries = self.entries()
+        components = dict.fromkeys((entry.path for entry in entries), 2)
+        while True:
+            labels = {entry.path: entry.label(components[entry.path]) for entry in entries}
+            clashing = [entry for entry in entries
+                        if list(labels.values()).count(labels[entry.path]) > 1
+                        and components[entry.path] < len(Path(entry.path).parts)]
+            if not clashing:
+                return [(entry, labels[entry.path]) for entry in entries]
+            for entry in clashing:
+                components[entry.path] += 1
 
     def get(self, path: str | os.PathLike) -> ModelEntry | None:
         return self._entries.get(str(Path(path).resolve())) if path else None

@@ -76,7 +76,7 @@ class Parameters:
     modelPath = Value("ModelPath", str, "")
     modelConfigPath = Value("ModelConfigPath", str, "")
     device = Value("Device", str, "auto")
-    slidingWindow = Value("SlidingWindow", bool, False)
+    nativeResolution = Value("NativeResolution", bool, False)
     testTimeAugmentation = Value("TestTimeAugmentation", bool, False)
     brats2021Labels = Value("BraTS2021Labels", bool, False)
     probabilityMaps = Value("ProbabilityMaps", bool, False)
@@ -116,7 +116,7 @@ WIDGETS = {
     "volumesTable": "volumesTableSelector",
     "modelConfigPath": "modelConfigPathLineEdit",
     "device": "deviceComboBox",
-    "slidingWindow": "slidingWindowCheckBox",
+    "nativeResolution": "nativeResolutionCheckBox",
     "testTimeAugmentation": "testTimeAugmentationCheckBox",
     "brats2021Labels": "brats2021LabelsCheckBox",
     "probabilityMaps": "probabilityMapsCheckBox",

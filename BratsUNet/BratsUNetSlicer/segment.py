@@ -37,7 +37,7 @@ class SegmentationOptions:
     """How to segment; ``device`` is a ``bratsunet --device`` value (auto, cpu, cuda, mps)."""
 
     device: str = "auto"
-    sliding_window: bool = False
+    native_resolution: bool = False  # bratsunet segment --native (auto: one pass if it fits, else windows)
     tta: bool = False
     scheme: str = "brats2020"
     probability_maps: bool = False
@@ -111,8 +111,8 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
         argv += ["--output", str(labels_path), "--device", options.device, "--labels", options.scheme]
         if options.probability_maps:
             argv += ["--probabilities", str(probabilities_path)]
-        if options.sliding_window:
-            argv.append("--sliding-window")
+        if options.native_resolution:
+            argv.append("--native")
         if options.tta:
             argv.append("--tta")
     except BaseException:

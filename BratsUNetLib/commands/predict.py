@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from BratsUNetLib.commands.inference_arguments import add_inference_arguments
 from BratsUNetLib.machine import add_machine_arguments, machine_settings
 
 NAME = "predict"
@@ -41,10 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --segment: enhancing tumour as 4 (brats2020) or 3 (brats2021+); default: as trained")
     parser.add_argument("--min-island-voxels", type=int, default=0, metavar="N",
                         help="with --segment: remove disconnected tumour pieces smaller than N voxels")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--sliding-window", action="store_true",
-                        help="run at native resolution with sliding windows instead of resizing the whole volume")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 mirror flips")
+    add_inference_arguments(parser)
     add_machine_arguments(parser, "machine (as the original; prediction reads one case at a time)", default=None,
                           nthreads="CPU threads for PyTorch (default: all)",
                           ngpus="0 runs on the CPU; otherwise --device decides",
@@ -73,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if threads:  # 0 or absent: PyTorch's default (the original crashed on 0)
         torch.set_num_threads(threads)
     device = "cpu" if gpus == 0 and args.device == "auto" else args.device
-    options = InferenceOptions(sliding_window=args.sliding_window, tta=args.tta, activation=args.activation,
+    options = InferenceOptions(sliding_window=args.sliding_window, native=args.native, tta=args.tta,
+                               backend=args.backend, activation=args.activation,
                                threshold=0.5 if args.threshold is None else args.threshold, scheme=args.labels,
                                min_island_voxels=args.min_island_voxels, sum_then_threshold=args.sum)
     reporter = ProgressReporter(args.progress)

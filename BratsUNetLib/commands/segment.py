@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from BratsUNetLib.commands.inference_arguments import add_inference_arguments
+
 NAME = "segment"
 HELP = "segment one case (FLAIR, T1, T1ce, T2) into a BraTS label map (1 necrotic, 2 edema, 4 enhancing tumour)"
 
@@ -16,10 +18,6 @@ CHANNEL_FLAGS = (
     ("t2", "--t2", "--t2w", "T2 image"),
 )
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-# The names of BratsUNetLib.backends.BACKENDS and inference.NATIVE_STRATEGIES, spelled out so that --help does not
-# import torch.
-BACKENDS = ("auto", "eager", "onnxruntime", "openvino", "channels_last", "compile", "amp")
-NATIVE_STRATEGIES = ("auto", "whole", "windows")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,20 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="LABELS.nii.gz", help="label map to write (uint8)")
     parser.add_argument("--probabilities", metavar="PROBS.nii.gz",
                         help="also write the WT/TC/ET probability maps (float32, 4-D x,y,z,3)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="how the network runs: auto (default: the fastest installed option whose outputs agree "
-                             "with PyTorch fp32), eager (plain PyTorch) or one of the others (see benchmarks/README.md)")
-    parser.add_argument("--native", nargs="?", const="auto", choices=NATIVE_STRATEGIES, default=None,
-                        help="run the network at the images' native resolution instead of resizing the volume to the "
-                             "model's input size: 'whole' in one pass over the padded brain (fastest; needs memory), "
-                             "'windows' in sliding windows of the model's input size (little memory), 'auto' (also "
-                             "--native alone) whole when it fits in the free memory, else windows. Default: as the "
-                             "model was trained (resized; native auto for models trained without a fixed size)")
-    parser.add_argument("--sliding-window", action="store_true",
-                        help="the same as --native windows (the original's flag)")
-    parser.add_argument("--tta", action="store_true",
-                        help="test-time augmentation: average the 8 mirror flips (8 times slower)")
+    add_inference_arguments(parser)
     parser.add_argument("--labels", choices=("brats2020", "brats2021"), default=None,
                         help="label for enhancing tumour: 4 (brats2020) or 3 (brats2021+); default: as the model "
                              "was trained (4 unless its labels use 3)")

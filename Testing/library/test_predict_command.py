@@ -68,6 +68,22 @@ def test_probability_maps_per_case_on_the_first_inputs_grid(setup, tmp_path, cap
     assert "Predicted 2 case(s)" in capsys.readouterr().out
 
 
+
+def test_native_resolution_and_backend_options_reach_the_network(setup, tmp_path):
+    """``--native whole`` runs the network on the padded native grid (not resized): the maps differ from the
+    resized run's but keep the case's grid; ``--native windows --backend eager`` agrees with ``--sliding-window``."""
+    assert predict(setup, tmp_path / "resized") == 0
+    assert predict(setup, tmp_path / "whole", "--native", "whole") == 0
+    assert predict(setup, tmp_path / "windows", "--native", "windows", "--backend", "eager") == 0
+    assert predict(setup, tmp_path / "sliding", "--sliding-window") == 0
+    name = "BraTS20_Validation_001_flair.nii.gz"
+    resized, whole, windows, sliding = (np.asarray(nib.load(tmp_path / run / name).dataobj)
+                                        for run in ("resized", "whole", "windows", "sliding"))
+    assert whole.shape == resized.shape == (*grid("BraTS20_Validation_001")[0], 3)
+    assert np.abs(whole - resized).max() > 1e-3
+    np.testing.assert_allclose(windows, sliding, atol=1e-5)
+
+
 def test_segment_writes_label_maps_that_follow_the_threshold(setup, tmp_path):
     assert predict(setup, tmp_path, "--segment", "--threshold", "0.3") == 0
     for case in CASES:

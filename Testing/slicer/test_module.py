@@ -91,7 +91,7 @@ def test_parameter_node_survives_saving_and_reloading_the_scene(module, scene, p
     logic.guessInputs(parameters)
     parameters.modelPath = "/models/brats model.pth"
     parameters.device = "cpu"
-    parameters.slidingWindow = True
+    parameters.nativeResolution = True
     parameters.brats2021Labels = True
     parameters.epochs = 7
     parameters.learningRate = 0.0005
@@ -117,7 +117,7 @@ def test_parameter_node_survives_saving_and_reloading_the_scene(module, scene, p
     assert reloaded.flair.GetImageData().GetDimensions() == (32, 32, 32)
     assert reloaded.volumesTable.GetName() == "volumes"
     assert reloaded.modelPath == "/models/brats model.pth"
-    assert (reloaded.device, reloaded.slidingWindow, reloaded.brats2021Labels) == ("cpu", True, True)
+    assert (reloaded.device, reloaded.nativeResolution, reloaded.brats2021Labels) == ("cpu", True, True)
     assert (reloaded.epochs, reloaded.learningRate) == (7, 0.0005)
     assert reloaded.testTimeAugmentation is False and reloaded.labelScheme == "brats2021"
     assert slicer.mrmlScene is scene

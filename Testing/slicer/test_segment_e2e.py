@@ -25,6 +25,7 @@ def _load_case(paths: dict, case: str) -> dict:
 
 
 def _command_line_labels(paths: dict, model, tmp_path, *extra: str) -> nibabel.Nifti1Image:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     output = tmp_path / "cli_labels.nii.gz"
     argv = ["segment", "--model", str(model), "--output", str(output), "--device", "cpu", "--progress", "none"]
     for modality in scene_io.MODALITIES:
@@ -73,6 +74,23 @@ def test_segment_matches_the_command_line_for_lps_and_left_handed_files(scene, l
     assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is volumes["flair"]
     actual = _segmentation_as_file(node, volumes["flair"], tmp_path / "slicer_labels.nii")
     _assert_same_labels(actual, _command_line_labels(paths, small_model, tmp_path))
+
+
+
+def test_native_resolution_is_the_command_lines_native_option(scene, logic, phantom_cases, small_model, tmp_path):
+    paths = phantom_cases["BraTS20_Training_001"]
+    volumes = _load_case(paths, "BraTS20_Training_001")
+
+    node = logic.segment(**volumes, model=str(small_model), device="cpu", nativeResolution=True, wait=True)
+
+    def labels(image: nibabel.Nifti1Image) -> np.ndarray:
+        return np.asarray(nibabel.as_closest_canonical(image).dataobj)
+
+    actual = labels(_segmentation_as_file(node, volumes["flair"], tmp_path / "slicer_labels.nii"))
+    native = labels(_command_line_labels(paths, small_model, tmp_path / "native", "--native"))
+    resized = labels(_command_line_labels(paths, small_model, tmp_path / "resized"))
+    np.testing.assert_array_equal(actual, native)
+    assert (native != resized).any()  # the option changed how the network ran
 
 
 def _on_another_grid(path, tmp_path):

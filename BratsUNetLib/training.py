@@ -65,7 +65,8 @@ class TrainingResult:
     epochs: int  # the last epoch completed
     stop_reason: str | None = None  # early stopping / divergence message, None when n_epochs were run
     is_main: bool = True
-    timing: dict[str, float] = field(default_factory=dict)  # steps, data_wait_seconds, step_seconds
+    # steps, step_seconds, data_wait_seconds, and the same for the first step (worker start-up included)
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | None = None,
@@ -167,6 +168,9 @@ def _train_epoch(run: TrainingRun, epoch: int, cancel: CancelToken) -> float | N
             samples += image.shape[0]
             step += 1
             done = time.perf_counter()
+            if run.timing["steps"] == 0:
+                run.timing["first_data_wait_seconds"] = computing - waited
+                run.timing["first_step_seconds"] = done - waited
             run.timing["steps"] += 1
             run.timing["data_wait_seconds"] += computing - waited
             run.timing["step_seconds"] += done - waited

@@ -64,7 +64,9 @@ class TrainingRun:
             self.options["batch_size"] = int(settings.batch_size)
         self.model_path = work_dir / MODEL_FILENAME
         self.last_epoch = 0
-        self.timing = {"steps": 0, "data_wait_seconds": 0.0, "step_seconds": 0.0}
+        # The run's first step includes starting the data-loading workers; it is also kept apart.
+        self.timing = {"steps": 0, "data_wait_seconds": 0.0, "step_seconds": 0.0, "first_data_wait_seconds": 0.0,
+                       "first_step_seconds": 0.0}
 
     # ------------------------------------------------------------------------------------------- set-up
 

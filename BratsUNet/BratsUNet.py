@@ -325,23 +325,23 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- running jobs -------------------------------------------------------------------------------------------
 
     def onApplyButton(self) -> None:
-        if self._job is not None and not self._job.finished:
-            self._job.cancel()
-            return
-        if not self._ensureDependencies():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            self._startJob("segment", self.logic.segmentWithParameters(self.parameters, onEvent=self.onJobEvent))
+        self._startOrCancel("segment", _("Segmentation could not start."),
+                            lambda: self.logic.segmentWithParameters(self.parameters, onEvent=self.onJobEvent))
 
     def onTrainButton(self, resume: bool) -> None:
+        self._startOrCancel("train", _("Training could not start."),
+                            lambda: self.logic.trainWithParameters(self.parameters, resume=resume,
+                                                                   onEvent=self.onJobEvent))
+
+    def _startOrCancel(self, kind: str, failure: str, start) -> None:
+        """A job button: cancels the running job, else starts ``start()`` once the dependencies are installed."""
         if self._job is not None and not self._job.finished:
             self._job.cancel()
             return
         if not self._ensureDependencies():
             return
-        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            self._startJob("train", self.logic.trainWithParameters(self.parameters, resume=resume,
-                                                                   onEvent=self.onJobEvent))
+        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
+            self._startJob(kind, start())
 
     def onFineTuneCorrected(self) -> None:
         if not self._ensureDependencies():

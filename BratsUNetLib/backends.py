@@ -494,8 +494,9 @@ class Runner:
 
     def _use_remembered_verdict(self) -> bool:
         """Take the first installed exported backend remembered as agreeing with eager; False if there is none."""
+        installed = installed_backends()
         for name in EXPORTED:
-            if name in installed_backends():
+            if name in installed:
                 verdict = self.cache.verdict(self.fingerprint, name)
                 if verdict is not None and verdict.get("agrees"):
                     self._use(name)
@@ -507,8 +508,8 @@ class Runner:
         from a one-time check against eager fp32 on ``batch`` (and return eager's logits, already computed)."""
         if self._use_remembered_verdict():
             return None
-        unchecked = [name for name in EXPORTED if name in installed_backends()
-                     and self.cache.verdict(self.fingerprint, name) is None]
+        installed = installed_backends()
+        unchecked = [name for name in EXPORTED if name in installed and self.cache.verdict(self.fingerprint, name) is None]
         # A fully convolutional network's cost grows with the input's voxels, so it is counted once per model and
         # remembered: counting imports torch._dynamo (1-3 s) and the small networks it keeps eager need no more.
         voxels = math.prod(batch.shape[2:])

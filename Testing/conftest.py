@@ -1,7 +1,11 @@
 """Settings shared by every test: tests run on the CPU with few threads so they stay fast and repeatable."""
 
 import os
+import sys
+from pathlib import Path
 
+# Modules shared by the test folders. Not Testing/ itself: its slicer/ folder would join slicer-core's package.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import torch  # noqa: E402  (after the environment is set)

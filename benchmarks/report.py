@@ -52,6 +52,11 @@ def dice_cell(dice: dict | None) -> str:
     return " / ".join(f"{dice[region]:.4f}" for region in ("WT", "TC", "ET")) if dice else "–"
 
 
+def failed_row(name: str, error: str, columns: int) -> str:
+    """A table row for an option that failed: its name, the last line of its error, empty cells to ``columns``."""
+    return f"| {name} | failed: {error.strip().splitlines()[-1][:80]} |" + " |" * (columns - 2)
+
+
 def network_table(result: dict) -> str:
     lines = [
         f"{result['network']} DynUNet ({result['parameters'] / 1e6:.1f} M parameters), input "
@@ -66,7 +71,7 @@ def network_table(result: dict) -> str:
     ]
     for option, row in result["options"].items():
         if "error" in row:
-            lines.append(f"| {option} | failed: {row['error'].strip().splitlines()[-1][:80]} |" + " |" * 9)
+            lines.append(failed_row(option, row["error"], columns=11))
             continue
         lines.append(
             f"| {option} | {row['backend']} | {fmt(row['median_s'])} | {fmt(row['gflops'])} | "
@@ -124,7 +129,7 @@ def strategies_table(result: dict) -> str:
     ]
     for name, row in result["strategies"].items():
         if "error" in row:
-            lines.append(f"| {name} | failed: {row['error'].strip().splitlines()[-1][:80]} |" + " |" * 6)
+            lines.append(failed_row(name, row["error"], columns=8))
             continue
         agreement = row.get("agreement_with_whole") or {}
         difference = agreement.get("max_abs_probability_diff")

@@ -88,3 +88,13 @@ def cli():
         return code, out.getvalue(), [line for line in err.getvalue().splitlines() if line.strip()]
 
     return run
+
+
+@pytest.fixture
+def restore_permissions(tmp_path):
+    """After the test, make every folder below ``tmp_path`` writable again, so pytest can remove what a test
+    made read-only."""
+    yield
+    for path in tmp_path.rglob("*"):
+        if path.is_dir():
+            path.chmod(0o755)

@@ -13,24 +13,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from tiny_config import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 CASE_SHAPE = (32, 32, 32)
 
-# A DynUNet small enough that a forward pass on 32³ takes milliseconds; the preprocessing of the original's
-# BraTS example (foreground crop, resize, z-score), so segmenting exercises every invertible step.
-TINY_CONFIG = {
-    "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 3, "kernel_size": [3, 3, 3],
-              "strides": [1, 2, 2], "upsample_kernel_size": [2, 2], "filters": [4, 8, 16]},
-    "optimizer": {"name": "Adam", "lr": 0.001},
-    "loss": {"name": "DiceLoss", "include_background": True, "sigmoid": True},
-    "dataset": {"name": "SegmentationDataset", "desired_shape": [16, 16, 16], "labels": [2, 1, 4],
-                "setup_label_hierarchy": True, "normalization": "NormalizeIntensityD",
-                "normalization_kwargs": {"channel_wise": True, "nonzero": False}, "resample": True,
-                "crop_foreground": True},
-    "training": {"batch_size": 1, "n_epochs": 1, "test_input": 0},
-}
+TINY_CONFIG = tiny_config(16, test_input=0)
+# The kinds of bad input each matrix (command line, Slicer logic) must cover.
+BAD_INPUT_KINDS = ("image", "geometry", "model", "label", "config", "checkpoint", "output")
 
 
 def save_nifti(path: Path, array: np.ndarray, affine: np.ndarray, dtype=np.float32) -> Path:

@@ -5,13 +5,22 @@ test kills training dozens of times, so its children are forked from this server
 ``python -m BratsUNetLib ARGV`` runs (``BratsUNetLib.cli.main``), already imported. The server itself never runs
 a tensor operation, so every child starts with torch in a fresh state.
 
-A child can also be armed to SIGKILL itself at its n-th file operation (a data write, a rename or a deletion:
-what saving an epoch is made of), partway through that write. The moments when an epoch's log row and
-checkpoints are saved last milliseconds, too short to hit from outside on a busy machine; a kill from inside at a
-chosen operation lands there every time, and is the same SIGKILL (no handler, no clean-up runs).
+A child can be armed to SIGKILL itself at an event of its own run, never at a moment in time, so that the same
+schedule kills at the same points on a machine ten times faster or slower:
+
+- at its n-th file operation (a data write, a rename or a deletion: what saving an epoch is made of), partway
+  through that write (``kill_at_write``);
+- right after its n-th progress event of a kind (``kill_at_event``: ``{"nth": n, "events": ["start", ...] or
+  null for any, "task_prefix": "epoch" or null}``), once the event's line is written and flushed, so the test
+  reads where the run was.
+
+A kill from inside is the same SIGKILL as one from outside (no handler, no clean-up runs). Every child also has a
+hang guard: SIGALRM after ``HANG_GUARD_S`` ends a run that never reaches its kill point, and the test reports
+that signal instead of waiting forever.
 
 Protocol (one JSON object per line): stdin ``{"run": [argv...], "output": path, "kill_at_write": n or null,
-"fraction": f}`` starts a child whose stdout and stderr go to ``output`` and answers ``{"pid": N}``;
+"fraction": f, "kill_at_event": {...} or null}`` starts a child whose stdout and stderr go to ``output`` and
+answers ``{"pid": N}``;
 ``{"wait": N}`` waits for child N and answers ``{"running": false, "exit_code": int or null, "signal": int or
 null}`` (with ``"poll": true`` it does not wait: ``"running": true`` while the child runs). The first line
 written is ``{"ready": true}``.
@@ -35,6 +44,10 @@ import BratsUNetLib.commands.train
 import BratsUNetLib.training  # noqa: F401
 from BratsUNetLib.allowlists import allowed_names
 from BratsUNetLib.cli import main
+from BratsUNetLib.events import ProgressReporter
+
+# Far longer than any tiny run takes on the slowest machine: it only turns a hang into a failure.
+HANG_GUARD_S = 600
 
 for kind in ("network", "loss", "optimizer", "scheduler", "transform", "inferer"):
     allowed_names(kind)  # imports MONAI's namespaces: class lookups only, no tensor operation
@@ -90,6 +103,25 @@ def _arm(kill_at: int, fraction: float) -> None:
     pathlib.Path.unlink = operation(pathlib.Path.unlink)
 
 
+def _arm_event(nth: int, events: list[str] | None, task_prefix: str | None) -> None:
+    """Make this process SIGKILL itself right after it emits its ``nth`` progress event whose kind is one of
+    ``events`` (any when None) and whose task starts with ``task_prefix`` (any when None)."""
+    count = [0]
+    real_emit = ProgressReporter.emit
+
+    def emit(self, event: str, **fields) -> None:
+        real_emit(self, event, **fields)
+        if (events is None or event in events) and (
+                task_prefix is None or str(fields.get("task", "")).startswith(task_prefix)):
+            count[0] += 1
+            if count[0] == nth:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    ProgressReporter.emit = emit
+
+
 def _child(request: dict) -> None:
     """In the forked child: run the command line with its output in the given file, then exit with its status."""
     code = 1
@@ -97,8 +129,12 @@ def _child(request: dict) -> None:
         stream = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(stream, 1)
         os.dup2(stream, 2)
+        signal.alarm(HANG_GUARD_S)
         if request.get("kill_at_write"):
             _arm(int(request["kill_at_write"]), float(request.get("fraction", 0.5)))
+        if request.get("kill_at_event"):
+            at = request["kill_at_event"]
+            _arm_event(int(at["nth"]), at.get("events"), at.get("task_prefix"))
         code = main(request["run"])
     except SystemExit as exc:  # argparse
         code = exc.code if isinstance(exc.code, int) else 1

@@ -1,18 +1,22 @@
-"""Training killed with SIGKILL at random moments resumes without losing more than the epoch it was in.
+"""Training killed with SIGKILL at random points resumes without losing more than the epoch it was in.
 
-A tiny network trains on one generated 32³ case. Each run is killed (SIGKILL: no handler, no clean-up) at a
-moment drawn from a seeded generator: at a random time during start-up or while the first or second epoch of the
-run trains, or, while an epoch's log row and checkpoints are saved, at a random one of the run's first file
-operations (partway through a write, or just before or after a rename or deletion).
+A tiny network trains on one generated 32³ case, three steps an epoch. Each run is killed (SIGKILL: no handler,
+no clean-up) at a point drawn from a seeded generator, and every point is an event of the run itself, never a
+moment in time, so the same seed kills at the same points on a machine ten times faster or slower:
+
+- start-up: right after its first or second progress event (preparing the training cases);
+- training an epoch: at the start of the first or second epoch of the run, or after its first or second step;
+- saving an epoch: at a random one of the run's first file operations (partway through a write, or just before
+  or after a rename or deletion), while an epoch's log row and checkpoints are saved.
+
 After every kill the work folder must hold only readable files: every ``model*.pth`` loads,
 ``training_log.csv`` parses with epochs 1..N each once, ``model.pth`` is at most one epoch behind the log, and
 the last saved epoch never goes back. The same command then runs again and resumes. A final real
 ``python -m BratsUNetLib train`` completes the run, and the log has every epoch exactly once.
 
 The killed runs are forked from :mod:`forkserver`, which has imported the library once: each runs what
-``python -m BratsUNetLib train ...`` runs, without paying seconds of imports per kill. Saving an epoch takes
-milliseconds, too short to aim at from outside on a busy machine, so those kills come from inside the run, at
-the chosen file operation (see :mod:`forkserver`); the others are sent by the test.
+``python -m BratsUNetLib train ...`` runs, without paying seconds of imports per kill, and kills itself at the
+chosen event (see :mod:`forkserver`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -43,18 +46,39 @@ PHASE_WEIGHTS = (0.15, 0.35, 0.5)
 # model_<epoch>.pth: copy, rename; the oldest model_<epoch>.pth: delete); kills aim at the first 18 of a run.
 WRITES_AIMED_AT = 18
 MIN_WRITES_PER_EPOCH = 6
-WAIT_LIMIT_S = 120
+# Optimisation steps per epoch (passes over the one case): kills land at an epoch's start or after one of its
+# steps but the last (the last step's event begins the saving).
+STEPS_PER_EPOCH = 3
+# Progress events a run emits before its first epoch starts: preparing the training cases starts, then ends.
+START_UP_EVENTS = 2
 
 
 def kill_schedule(rng: random.Random) -> list[tuple[str, int, float]]:
-    """``(phase, n, fraction)`` for every kill: at ``fraction`` of the start-up or of the n-th epoch's training,
-    or at the n-th file operation (``fraction`` of the way through it) when the phase is saving."""
+    """``(phase, n, fraction)`` for every kill: in the start-up or in the n-th epoch's training, at the event
+    ``fraction`` picks (see :func:`kill_point`), or at the n-th file operation (``fraction`` of the way through
+    it) when the phase is saving."""
     schedule = []
     for _ in range(KILLS):
         phase = rng.choices(PHASES, weights=PHASE_WEIGHTS)[0]
         n = rng.randint(1, WRITES_AIMED_AT) if phase == "saving an epoch" else rng.choices([1, 2], [0.7, 0.3])[0]
         schedule.append((phase, n, rng.random()))
     return schedule
+
+
+def kill_point(phase: str, n: int, fraction: float) -> dict:
+    """The fork server's arming for a kill of the schedule: the file operation, or the progress event to die at.
+
+    In an epoch the run emits ``start`` and then one ``progress`` per step: the event of index
+    ``(n - 1) * (STEPS_PER_EPOCH + 1) + 1 + s`` among them is the n-th epoch's start (``s`` = 0) or its s-th
+    step done, with ``s`` < STEPS_PER_EPOCH drawn from ``fraction``.
+    """
+    if phase == "saving an epoch":
+        return {"kill_at_write": n, "fraction": fraction}
+    if phase == "start-up":
+        return {"kill_at_event": {"nth": 1 + int(fraction * START_UP_EVENTS), "events": None, "task_prefix": None}}
+    step = int(fraction * STEPS_PER_EPOCH)
+    return {"kill_at_event": {"nth": (n - 1) * (STEPS_PER_EPOCH + 1) + 1 + step, "events": ["start", "progress"],
+                              "task_prefix": "epoch"}}
 
 
 def most_epochs_completed(schedule: list[tuple[str, int, float]]) -> int:
@@ -82,9 +106,9 @@ class ForkServer:
         self.process.stdin.flush()
         return self._read()
 
-    def run(self, argv: list[str], output: Path, kill_at_write: int | None = None, fraction: float = 0.5) -> int:
-        return self._ask({"run": argv, "output": str(output), "kill_at_write": kill_at_write,
-                          "fraction": fraction})["pid"]
+    def run(self, argv: list[str], output: Path, **arming) -> int:
+        """Start ``argv`` in a child armed with ``kill_at_write`` and ``fraction``, or ``kill_at_event``."""
+        return self._ask({"run": argv, "output": str(output), **arming})["pid"]
 
     def wait(self, pid: int, poll: bool = False) -> dict:
         return self._ask({"wait": pid, "poll": poll})
@@ -95,83 +119,33 @@ class ForkServer:
 
 
 class Run:
-    """One forked training run and the JSON events it writes, each with the time it was first seen."""
+    """One forked training run, armed to kill itself, and the JSON events it wrote."""
 
     def __init__(self, server: ForkServer, argv: list[str], output: Path, **arming):
         self.server, self.output = server, output
-        self.events: list[tuple[float, dict]] = []
-        self._offset = 0
-        self.started = time.monotonic()
         self.pid = server.run([*argv, "--progress", "json"], output, **arming)
         self.status: dict | None = None
+        self.events: list[dict] = []
 
-    def poll(self) -> None:
-        """Read the events written since the last call."""
-        if not self.output.exists():
-            return
-        with open(self.output, "rb") as stream:
-            stream.seek(self._offset)
-            data = stream.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        self._offset += len(complete)
-        now = time.monotonic()
-        for line in complete.decode().splitlines():
+    def end(self) -> None:
+        """Wait for the run to end (at its kill point, or at the fork server's hang guard), then read its events."""
+        self.status = self.server.wait(self.pid)
+        for line in self.output.read_text(errors="replace").splitlines():
             try:
-                self.events.append((now, json.loads(line)))
+                self.events.append(json.loads(line))
             except ValueError:
                 pass  # a line on stderr
 
-    def times(self, phase: str) -> list[float]:
-        """When each epoch of this run began ``phase``: its training (its task's ``start``) or its saving (its
-        last step done)."""
-        if phase == "training an epoch":
-            return [t for t, e in self.events if e.get("event") == "start" and e["task"].startswith("epoch")]
-        return [t for t, e in self.events if e.get("event") == "progress" and e["task"].startswith("epoch")
-                and e["done"] == e["total"]]
-
-    def wait_for(self, phase: str, nth: int) -> float:
-        """The time the ``nth`` epoch of this run began ``phase``, waiting for it (the run must not end first)."""
-        checked = time.monotonic()
-        while len(self.times(phase)) < nth:
-            self.poll()
-            if time.monotonic() - checked > 0.1:
-                checked = time.monotonic()
-                assert self.server.wait(self.pid, poll=True)["running"], \
-                    f"the run ended before being killed: {self.output.read_text()[-2000:]}"
-                assert checked - self.started < WAIT_LIMIT_S, f"no progress: {self.output.read_text()[-2000:]}"
-            time.sleep(0.002)
-        return self.times(phase)[nth - 1]
-
-    def kill_at(self, moment: float) -> None:
-        while time.monotonic() < moment:
-            self.poll()
-            time.sleep(0.002)
-        os.kill(self.pid, signal.SIGKILL)  # not reaped yet by the server, so the pid is still this run's
-        self.end()
-
-    def end(self) -> None:
-        self.status = self.server.wait(self.pid)
-        self.poll()
-
     def phase(self) -> str:
-        """Where the run was at the last event seen before the kill."""
-        last = next((e for _t, e in reversed(self.events) if e.get("event") in ("start", "progress", "epoch")
+        """Where the run was at the last event it wrote before the kill."""
+        last = next((e for e in reversed(self.events) if isinstance(e, dict)
+                     and e.get("event") in ("start", "progress", "epoch")
                      and str(e.get("task", "epoch")).startswith("epoch")), None)
         if last is None:
             return "start-up"
         if last["event"] == "progress" and last["done"] == last["total"]:
             return "saving an epoch"
         return "training an epoch"
-
-
-def update_estimates(estimates: dict[str, float], run: Run) -> None:
-    """Running estimates (s) of the start-up's and an epoch's training length, from when the run's events appeared."""
-    starts, trained = run.times("training an epoch"), run.times("saving an epoch")
-    observed = {"start-up": [starts[0] - run.started] if starts else [],
-                "training an epoch": [b - a for a, b in zip(starts, trained)]}
-    for phase, values in observed.items():
-        if values:
-            estimates[phase] = 0.5 * estimates[phase] + 0.5 * sum(values) / len(values)
 
 
 def check_work_folder(work: Path) -> tuple[int, int]:
@@ -197,7 +171,8 @@ def test_random_sigkills_never_lose_more_than_the_current_epoch(tmp_path, case_f
     schedule = kill_schedule(random.Random(SEED))
     n_epochs = most_epochs_completed(schedule) + 3  # the killed runs can never finish the training
     config = json.loads(json.dumps(TINY_CONFIG))
-    config["training"].update(n_epochs=n_epochs, save_last_n_models=2)
+    config["training"].update(n_epochs=n_epochs, save_last_n_models=2,
+                              training_iterations_per_epoch=STEPS_PER_EPOCH)
     config["training_filenames"] = [{"image": [str(case_files[m]) for m in MODALITIES],
                                      "label": str(case_files["seg"])}]
     (tmp_path / "tiny.json").write_text(json.dumps(config))
@@ -205,25 +180,20 @@ def test_random_sigkills_never_lose_more_than_the_current_epoch(tmp_path, case_f
             "--seed", "3"]
     work = tmp_path / "tiny"
 
-    estimates = {"start-up": 1.0, "training an epoch": 0.3}  # first guesses (s), then what the runs show
     landed: Counter[str] = Counter()
     saved = 0
     server = ForkServer()
     try:
         for number, (phase, n, fraction) in enumerate(schedule):
             output = tmp_path / f"run{number}.jsonl"
-            if phase == "saving an epoch":  # the run kills itself at its n-th file operation
-                run = Run(server, argv, output, kill_at_write=n, fraction=fraction)
-                run.end()
-            else:
-                run = Run(server, argv, output)
-                run.kill_at((run.started if phase == "start-up" else run.wait_for(phase, n))
-                            + fraction * estimates[phase])
+            run = Run(server, argv, output, **kill_point(phase, n, fraction))
+            run.end()
             where = f"kill {number + 1} ({phase}, {n}, {fraction:.3f}); the run's output ends: " \
                     f"{run.output.read_text()[-1500:]}"
             assert run.status["signal"] == signal.SIGKILL, f"{run.status}; {where}"
+            if phase != "saving an epoch":  # a file operation may also be a start-up's (removing temporaries)
+                assert run.phase() == phase, f"the kill landed in {run.phase()}; {where}"
             landed[run.phase()] += 1
-            update_estimates(estimates, run)
             try:
                 _logged, now_saved = check_work_folder(work)
             except Exception as exc:

@@ -7,6 +7,7 @@ imports torch or MONAI when the module loads, so the panel opens before they are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -17,8 +18,10 @@ import qt
 import slicer
 import vtk
 from BratsUNetSlicer import cases, dependencies, scene_io, segment, training
+from BratsUNetSlicer.messages import user_errors
 from BratsUNetSlicer.models import ModelRegistry
 from BratsUNetSlicer.parameters import WIDGETS, NodeReference, Parameters
+from BratsUNetSlicer.transaction import SceneTransaction
 from BratsUNetSlicer.worker import Job, WorkerClient
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -314,6 +317,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             qt.QTimer.singleShot(0, self._showModelCard)
 
     def _ensureDependencies(self) -> bool:
+        installed = False  # stays False when the install fails (the error was shown)
         with slicer.util.tryWithErrorDisplay(_("Installing the dependencies failed."), waitCursor=True):
             installed = dependencies.install(slicer.util.confirmOkCancelDisplay)
         self._checkDependencies()
@@ -370,7 +374,9 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         bar.setRange(0, 1)
         bar.value = 1 if job.state == "succeeded" else 0
         if job.state == "succeeded":
-            self._status(_("Done."))
+            self._status(job.result.get("note") or _("Done."))
+            if job.result.get("note"):  # an edited result was kept and the new one made beside it
+                self._log(job.result["note"])
             self.logic.adoptResult(self.parameters, job)
             self._refreshModelSelector()
             if kind == "segment":
@@ -431,6 +437,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.worker = WorkerClient(workerCommand)
         self.models = ModelRegistry()
+        self._transaction: SceneTransaction | None = None  # set while a fine-tuning round starts its training
 
     def getParameters(self) -> Parameters:
         return Parameters(self.getParameterNode())
@@ -443,6 +450,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     # -- segmentation -------------------------------------------------------------------------------------------
 
+    @user_errors
     def segment(self, flair=None, t1=None, t1ce=None, t2=None, model: str = "", *, config: str = "",
                 outputSegmentation=None, volumesTable=None, device: str = "auto", nativeResolution: bool = False,
                 testTimeAugmentation: bool = False, labelScheme: str = "brats2020", probabilityMaps: bool = False,
@@ -458,17 +466,21 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         """
         if not model:
             raise BratsUNetError(_("No model chosen; give the path of a checkpoint (.pth)."))
+        inputs = {"flair": flair, "t1": t1, "t1ce": t1ce, "t2": t2}
+        self._checkNodeKinds(inputs, outputSegmentation=outputSegmentation, volumesTable=volumesTable)
+        self._requireIdle()
         self._requireDependencies()
         description = self.models.describe(model, config)
         self.models.add(model, config)
         options = segment.SegmentationOptions(
             device=dependencies.device_argument(device), native_resolution=nativeResolution,
             tta=testTimeAugmentation, scheme=labelScheme, probability_maps=probabilityMaps)
-        job = segment.start(self.worker, {"flair": flair, "t1": t1, "t1ce": t1ce, "t2": t2}, model, config,
-                            list(description["channels"]), list(description["regions"]), options,
-                            outputSegmentation, volumesTable, onEvent)
+        job = segment.start(self.worker, inputs, model, config, list(description["channels"]),
+                            list(description["regions"]), options, outputSegmentation, volumesTable, onEvent,
+                            transaction=self._transaction)
         return self.waitFor(job)["segmentation"] if wait else job
 
+    @user_errors
     def segmentWithParameters(self, parameters: Parameters, wait: bool = False, onEvent=None):
         """:meth:`segment` with the inputs and options of the parameter node (what Apply does)."""
         return self.segment(
@@ -480,6 +492,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     # -- training -----------------------------------------------------------------------------------------------
 
+    @user_errors
     def train(self, folder: str, settings: training.TrainingSettings | None = None, *, resume: bool = False,
               pretrainedModel: str = "", table=None, wait: bool = False, onEvent=None):
         """Train on the cases found in the scene; checkpoints and the log go to ``folder``.
@@ -490,24 +503,30 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         the path of the new model (registered, ready to segment), else the running job (its ``result`` holds
         ``table`` and ``chart`` at once, ``model`` when it ends).
         """
+        self._checkNodeKinds({}, trainingTable=table)
+        self._requireIdle()
         self._requireDependencies()
         found = [] if resume else cases.discover_cases(slicer.mrmlScene)
         job = training.start(self.worker, found, folder, settings or training.TrainingSettings(), resume=resume,
-                             pretrained=pretrainedModel, table=table, on_event=onEvent, registry=self.models)
+                             pretrained=pretrainedModel, table=table, on_event=onEvent, registry=self.models,
+                             transaction=self._transaction)
         return self.waitFor(job)["model"] if wait else job
 
+    @user_errors
     def trainWithParameters(self, parameters: Parameters, resume: bool = False, wait: bool = False, onEvent=None):
         """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
         return self.train(parameters.trainingFolder, self._trainingSettings(parameters), resume=resume,
                           pretrainedModel=parameters.modelPath if parameters.fineTune else "",
                           table=parameters.trainingTable, wait=wait, onEvent=onEvent)
 
+    @user_errors
     def addCorrectedCase(self, segmentationNode) -> cases.TrainingCase:
         """Make a BratsUNet result the user corrected (e.g. in the Segment Editor) a training case: the reference
         label of the case of the volumes it was made from. Returns the case; raises :class:`BratsUNetError` when
         it cannot be used (the result then stays a prediction)."""
         return cases.add_corrected_case(segmentationNode)
 
+    @user_errors
     def fineTuneOnCorrectedCase(self, segmentationNode, folder: str,
                                 settings: training.TrainingSettings | None = None, *, table=None, wait: bool = False,
                                 onEvent=None):
@@ -520,24 +539,38 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         """
         if not folder:
             raise BratsUNetError(_("Choose a folder for the training run (checkpoints and log are written there)."))
+        scene_io.check_node_kind(segmentationNode, "vtkMRMLSegmentationNode", _("corrected segmentation"),
+                                 _("a segmentation"), _("choose the BratsUNet result you corrected"))
+        self._checkNodeKinds({}, trainingTable=table)
+        self._requireIdle()
         model = segmentationNode.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentationNode is not None else None
         if model and not os.path.isfile(model):
             raise BratsUNetError(_("The model that made '{name}' ({model}) is not there any more; put it back to "
                                    "fine-tune it.").format(name=segmentationNode.GetName(), model=model))
-        case = self.addCorrectedCase(segmentationNode)  # refuses a segmentation BratsUNet did not make
-        usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
-        settings = settings or training.TrainingSettings()
-        settings = dataclasses.replace(settings, validation_cases=min(settings.validation_cases, usable - 1))
-        return self.train(str(training.fresh_folder(folder, f"{cases.file_name(case.name)}_fine_tune")), settings,
-                          pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
+        # One transaction for the whole round: a failed or cancelled run also takes back "added as a case".
+        transaction = self._transaction or SceneTransaction(slicer.mrmlScene)
+        with transaction.recording(), self._within(transaction):
+            for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode", slicer.mrmlScene):
+                if node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE) or node is segmentationNode:
+                    transaction.keep(node)  # adding the case moves the "training label" mark between results
+            case = self.addCorrectedCase(segmentationNode)  # refuses a segmentation BratsUNet did not make
+            usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
+            settings = settings or training.TrainingSettings()
+            settings = dataclasses.replace(settings, validation_cases=min(settings.validation_cases, usable - 1))
+            return self.train(str(training.fresh_folder(folder, f"{cases.file_name(case.name)}_fine_tune")),
+                              settings, pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
 
+    @user_errors
     def fineTuneWithParameters(self, parameters: Parameters, wait: bool = False, onEvent=None):
         """:meth:`fineTuneOnCorrectedCase` on the output segmentation with the training settings of the parameter
         node (what "Fine-tune on the corrected segmentation" does). The output selectors are emptied, so that
         segmenting again makes a new result instead of refilling the corrected one."""
-        job = self.fineTuneOnCorrectedCase(parameters.outputSegmentation, parameters.trainingFolder,
-                                           self._trainingSettings(parameters), table=parameters.trainingTable,
-                                           wait=False, onEvent=onEvent)
+        transaction = SceneTransaction(slicer.mrmlScene)
+        transaction.keep(parameters.node)  # the emptied selectors come back if the run fails
+        with self._within(transaction):
+            job = self.fineTuneOnCorrectedCase(parameters.outputSegmentation, parameters.trainingFolder,
+                                               self._trainingSettings(parameters), table=parameters.trainingTable,
+                                               wait=False, onEvent=onEvent)
         parameters.outputSegmentation = None
         parameters.volumesTable = None
         return self.waitFor(job)["model"] if wait else job
@@ -561,6 +594,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
             parameters.modelPath = job.result["model"]
             parameters.trainingTable = job.result["table"]
 
+    @user_errors
     def waitFor(self, job: Job) -> dict:
         """Block until ``job`` ends; its result, or the failure as an exception."""
         job.wait()
@@ -571,8 +605,36 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         return job.result
 
     def _requireDependencies(self) -> None:
-        if not dependencies.install(slicer.util.confirmOkCancelDisplay):
+        if not dependencies.install(slicer.util.confirmOkCancelDisplay):  # raises BratsUNetError when it fails
             raise BratsUNetError(_("BratsUNet needs PyTorch and MONAI; install them from the module panel."))
+
+    def _requireIdle(self) -> None:
+        """One job at a time: refuse before anything is checked, exported or added."""
+        if self.worker.busy:
+            raise BratsUNetError(_("BratsUNet is already running a job; wait for it to finish or cancel it."))
+
+    @staticmethod
+    def _checkNodeKinds(inputs: dict, outputSegmentation=None, volumesTable=None, trainingTable=None) -> None:
+        """Every node given to the logic is of the kind its role takes (a selector or a script can hold any node)."""
+        for modality, node in inputs.items():
+            title = scene_io.MODALITY_TITLES[modality]
+            scene_io.check_node_kind(node, "vtkMRMLScalarVolumeNode", _("{title} input").format(title=title),
+                                     _("an MRI volume (a scalar volume)"),
+                                     _("choose a single 3-D MRI volume in the {title} selector").format(title=title))
+        scene_io.check_node_kind(outputSegmentation, "vtkMRMLSegmentationNode", _("output segmentation"),
+                                 _("a segmentation"), _('choose a segmentation or "Create new Segmentation"'))
+        for node, title in ((volumesTable, _("volumes table")), (trainingTable, _("training table"))):
+            scene_io.check_node_kind(node, "vtkMRMLTableNode", title, _("a table"),
+                                     _('choose a table or "Create new Table"'))
+
+    @contextlib.contextmanager
+    def _within(self, transaction: SceneTransaction):
+        """Make the jobs started in the block part of ``transaction`` (fine-tuning is one transaction)."""
+        outer, self._transaction = self._transaction, transaction
+        try:
+            yield transaction
+        finally:
+            self._transaction = outer
 
 
 #

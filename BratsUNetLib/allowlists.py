@@ -81,6 +81,8 @@ def show_value(value: Any, limit: int = 60) -> str:
         text = json.dumps(value)
     except (TypeError, ValueError):
         text = repr(value)
+    except RecursionError:  # a structure nested too deeply to print
+        text = f"a deeply nested {type(value).__name__}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from monai import transforms as mt
 
 from BratsUNetLib.errors import ConfigError
-from BratsUNetLib.preprocessing import deterministic_transforms, normalization_transform
+from BratsUNetLib.preprocessing import Preprocessing, deterministic_transforms, normalization_transform
 
 
 def has_random_crop(options: dict) -> bool:
@@ -50,10 +50,11 @@ def split_pipeline(options: dict, keys: Sequence[str] = ("image", "label")) -> t
         *deterministic, normalization = cached.transforms
         if type(normalization) is not type(normalization_transform(options)):
             raise AssertionError("deterministic_transforms() must end with the normalization step")
-        cached = mt.Compose(deterministic)
+        cached = Preprocessing(deterministic)
         steps.append(normalization)
     steps += intensity
-    return cached, (mt.Compose(steps) if steps else None)
+    # Preprocessing, not mt.Compose: a user's error inside (values that overflow) stays one line.
+    return cached, (Preprocessing(steps) if steps else None)
 
 
 def seed_pipeline(per_sample: mt.Compose | None, seed: int) -> None:

@@ -234,7 +234,7 @@ class ExportCache:
         """The model's record; empty when missing or unreadable (then everything is redone)."""
         try:
             record = json.loads(self._record_path(fingerprint).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: a damaged record nested too deeply
             return {}
         return record if isinstance(record, dict) else {}
 

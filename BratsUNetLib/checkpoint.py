@@ -41,6 +41,7 @@ from BratsUNetLib import __version__
 from BratsUNetLib.config import config_for_checkpoint, load_config
 from BratsUNetLib.errors import CheckpointError, ConfigError
 from BratsUNetLib.fileio import atomic_path
+from BratsUNetLib.inputfiles import require_regular_file
 from BratsUNetLib.models import build_network, count_parameters
 
 FORMAT = "bratsunet"
@@ -173,15 +174,12 @@ def restore_rng_state(state: Mapping) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint safely: a BratsUNet checkpoint dict, or ``{"format": "3dunetcnn", "state_dict"}``.
 
-    Raises CheckpointError for a missing file, a file that is not a checkpoint, and a file whose loading
-    would run code (refused).
+    Raises CheckpointError for a missing file, a folder, a FIFO or device (refused before it is opened), a file
+    that is not a checkpoint, and a file whose loading would run code (refused).
     """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"Checkpoint '{path}' does not exist; check the path.")
-    if path.is_dir():
-        raise CheckpointError(f"Checkpoint '{path}' is a folder; give the model file inside it "
-                              f"(e.g. model_best.pth).")
+    # A FIFO would block torch.load and /dev/zero feed it forever: refuse anything but a regular file unopened.
+    path = require_regular_file(path, "Checkpoint", "give the model file (.pth), e.g. model_best.pth",
+                                error=CheckpointError)
     not_valid = (f"'{path}' is not a valid checkpoint (a PyTorch .pth file saved by BratsUNet or 3DUnetCNN)")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
@@ -227,7 +225,7 @@ def _checked_content(content: Any, path: Path, not_valid: str) -> dict:
     if _is_state_dict(content):
         return {"format": ORIGINAL_FORMAT, "state_dict": dict(content)}
     if isinstance(content, Mapping):
-        keys = ", ".join(sorted(map(str, content))[:8])
+        keys = ", ".join(sorted(_printable(str(key)) for key in content)[:8])
         raise CheckpointError(f"{not_valid}: it holds a dict with the keys {keys}, not network weights.")
     raise CheckpointError(f"{not_valid}: it holds a {type(content).__name__}, not network weights.")
 
@@ -264,6 +262,11 @@ def _adapt_input_channels(weight: torch.Tensor, channels: int) -> torch.Tensor:
     return (total / channels).expand(-1, channels, *weight.shape[2:]).clone()
 
 
+def _printable(text: str) -> str:
+    """``text`` for a one-line message: a damaged file's key may hold newlines or control bytes, shown escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _shape(tensor: torch.Tensor) -> list[int]:
     return list(tensor.shape)
 
@@ -289,21 +292,22 @@ def load_weights(network: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
         expected = target[group[0]]
         present = [key for key in group if key in incoming]
         if not present:
-            mismatches.append(f"{group[0]} missing (network {_shape(expected)})")
+            mismatches.append(f"{_printable(group[0])} missing (network {_shape(expected)})")
             continue
         tensor = incoming[present[0]]
         for other in present[1:]:
             if incoming[other].shape != tensor.shape or not torch.equal(incoming[other], tensor):
-                mismatches.append(f"{other} differs from {present[0]}, which it should alias")
+                mismatches.append(f"{_printable(other)} differs from {_printable(present[0])}, which it should "
+                                  "alias")
         if tensor.shape != expected.shape:
             if (group[0] == first_conv and tensor.ndim == expected.ndim
                     and tensor.shape[:1] + tensor.shape[2:] == expected.shape[:1] + expected.shape[2:]):
                 tensor = _adapt_input_channels(tensor, expected.shape[1])
             else:
-                mismatches.append(f"{present[0]} file {_shape(tensor)} vs network {_shape(expected)}")
+                mismatches.append(f"{_printable(present[0])} file {_shape(tensor)} vs network {_shape(expected)}")
                 continue
         resolved.update({key: tensor for key in group})
-    mismatches.extend(f"{key} unexpected (file {_shape(value)})" for key, value in incoming.items()
+    mismatches.extend(f"{_printable(key)} unexpected (file {_shape(value)})" for key, value in incoming.items()
                       if key not in target)
     if mismatches:
         shown = "; ".join(mismatches[:_MAX_LISTED_MISMATCHES])
@@ -344,7 +348,7 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | Mapping | No
         except ConfigError as exc:
             raise CheckpointError(f"The config stored in '{path}' is not valid for this BratsUNet ({exc}); "
                                   f"was it saved by a newer version?") from None
-    network = build_network(config["model"])
+    network = _build_stored_network(config, path, stored=content["format"] != ORIGINAL_FORMAT)
     load_weights(network, content["state_dict"], source=str(path), adapt_input_channels=adapt_input_channels)
     network = network.to(device).eval()
     description = {
@@ -361,6 +365,25 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | Mapping | No
         "created": content.get("created"),
     }
     return network, description
+
+
+def _build_stored_network(config: Mapping, path: str | os.PathLike, stored: bool) -> torch.nn.Module:
+    """The checkpoint's network, refused before it is built when it cannot fit in memory.
+
+    The memory check (:func:`BratsUNetLib.models.build_network`) counts the weights and, for a model that resizes
+    its inputs to ``desired_shape``, one pass at that shape. Errors about a config stored in the file name the
+    file (the user did not write that config); errors about a ``--config`` given with an original checkpoint
+    stay about that config.
+    """
+    dataset = config.get("dataset") or {}
+    shape = dataset.get("desired_shape") if not dataset.get("random_crop") else None
+    shape = shape if isinstance(shape, (list, tuple)) and all(isinstance(n, int) for n in shape) else None
+    try:
+        return build_network(config["model"], input_shape=shape)
+    except ConfigError as exc:
+        if not stored:
+            raise
+        raise CheckpointError(f"Checkpoint '{path}' describes a network that cannot be used here: {exc}") from None
 
 
 def model_card(description: Mapping) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import importlib
 import os
 import sys
@@ -68,6 +69,18 @@ def execute(args: argparse.Namespace, report_error: Callable[[str], None]) -> in
     except BratsUNetError as exc:
         discard_bars()
         report_error(f"{args.command}: error: {exc}")
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        # A name too long for the file system is the user's to fix wherever a path is used; commands check their
+        # outputs (fileio.check_output_path), this catches what reaches the OS elsewhere. Other OS errors are bugs
+        # and keep their traceback.
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        discard_bars()
+        name = str(exc.filename or "")
+        shown = f" ('{name[:60]}...')" if name else ""
+        report_error(f"{args.command}: error: a file name{shown} is longer than this file system allows; choose a "
+                     "shorter name.")
         return EXIT_USER_ERROR
 
 

@@ -18,7 +18,6 @@ import copy
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from BratsUNetLib.config_validation import (
@@ -29,6 +28,11 @@ from BratsUNetLib.config_validation import (
     validate_config,
 )
 from BratsUNetLib.errors import ConfigError
+from BratsUNetLib.inputfiles import require_regular_file
+
+# A config with file lists of thousands of cases is well under 1 MB; anything much larger is another file
+# (an image, an archive), refused before it is read into memory.
+MAX_CONFIG_BYTES = 16 * 2 ** 20
 
 # Defaults of the original (ORIGINAL.md §1). Keys accepted only for compatibility: ``inference`` ("auto":
 # labels are loaded when the file list has them), ``cache_dir`` (SegmentationDatasetPersistent's cache),
@@ -71,12 +75,20 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 
 
 def read_config_file(path: str | os.PathLike) -> Any:
-    """The parsed JSON of a config file; ConfigError with the path when it is missing or not JSON."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"Config file '{path}' does not exist; check the path.")
-    if path.is_dir():
-        raise ConfigError(f"Config '{path}' is a folder; give the path of the .json config file.")
+    """The parsed JSON of a config file; ConfigError with the path when it cannot be a config.
+
+    Checked before reading: a regular file (a FIFO would block, a device never end) of at most
+    :data:`MAX_CONFIG_BYTES`; after: UTF-8 JSON that Python can parse without exhausting its recursion limit.
+    """
+    path = require_regular_file(path, "Config file", "give the path of the .json config file", ConfigError)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the config file '{path}': {exc.strerror or exc}.") from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"Config file '{path}' is {size / 2 ** 20:.0f} MB; a config is a few kB (at most "
+                          f"{MAX_CONFIG_BYTES // 2 ** 20} MB even with long file lists): check that this is the "
+                          f"right file.")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -88,6 +100,12 @@ def read_config_file(path: str | os.PathLike) -> Any:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"Config file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno}, "
                           f"column {exc.colno}.") from None
+    except RecursionError:
+        raise ConfigError(f"Config file '{path}' nests its JSON too deeply to read (a config nests a few "
+                          f"levels); check that this is the right file.") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits (a denial-of-service guard)
+        raise ConfigError(f"Config file '{path}' holds a number of thousands of digits, too long to read; check "
+                          f"that this is the right file.") from None
 
 
 def load_config(path_or_dict: str | os.PathLike | Mapping) -> dict:

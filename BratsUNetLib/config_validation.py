@@ -9,11 +9,13 @@ names, cross-validation keys) are defined here, where they are checked.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from BratsUNetLib.allowlists import KINDS, allowed_names, did_you_mean, name_problem, show_value
+from BratsUNetLib.resources import downsampling_factors
 
 REQUIRED_BLOCKS = ("model", "optimizer", "loss", "dataset", "training")
 OPTIONAL_BLOCKS = ("scheduler", "cross_validation", "inference")
@@ -39,6 +41,9 @@ _SUPPLIED_ARGUMENTS = {
 }
 
 _MAX_PROBLEMS_PER_GROUP = 5
+# JSON deeper than this is not a config (the format nests 4 levels); deeper structures would exhaust Python's
+# recursion limit in the code that copies or compares them.
+MAX_NESTING = 32
 
 
 # ------------------------------------------------------------------------------------------ value checks
@@ -164,6 +169,142 @@ def _block_problem(value: Any, where: str) -> str | None:
     if isinstance(value, dict):
         return None
     return f"{where}: expected an object {{...}}, got {show_value(value)}"
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _finite(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+def _positive_number(value: Any) -> bool:
+    return _finite(value) and value > 0
+
+
+def _non_negative_number(value: Any) -> bool:
+    return _finite(value) and value >= 0
+
+
+def _fraction_below_one(value: Any) -> bool:
+    return _finite(value) and 0 < value < 1
+
+
+def _betas(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_finite(v) and 0 <= v < 1 for v in value)
+
+
+def _non_negative_numbers(value: Any) -> bool:
+    """One number of 0 or more, or a list of them (ReduceLROnPlateau's min_lr per parameter group)."""
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(_non_negative_number(v) for v in values)
+
+
+_POSITIVE_NUMBER = "a positive number"
+_NON_NEGATIVE_NUMBER = "a number of 0 or more"
+# Numeric keyword arguments of optimizers and schedulers whose values the classes do not all check (torch's SGD
+# takes a NaN learning rate, Adam an infinite one), so a config can ask for a run that only makes NaNs.
+_NUMERIC_ARGUMENTS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "optimizer": {
+        # 0 is allowed: torch accepts it, and it freezes the weights (e.g. to check a pretrained network).
+        "lr": (_non_negative_number, _NON_NEGATIVE_NUMBER + ", e.g. 0.001"),
+        "weight_decay": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "momentum": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "dampening": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "eps": (_non_negative_number, _NON_NEGATIVE_NUMBER + ", e.g. 1e-8"),
+        "alpha": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "rho": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "lr_decay": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "betas": (_betas, "two numbers from 0 up to (not including) 1, e.g. [0.9, 0.999]"),
+    },
+    "scheduler": {
+        "factor": (_fraction_below_one, "a number between 0 and 1, e.g. 0.5"),
+        "gamma": (_positive_number, _POSITIVE_NUMBER + ", e.g. 0.1"),
+        "min_lr": (_non_negative_numbers, _NON_NEGATIVE_NUMBER),
+        "eta_min": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "max_lr": (_positive_number, _POSITIVE_NUMBER),
+        "threshold": (_non_negative_number, _NON_NEGATIVE_NUMBER),
+        "patience": (lambda v: _is_int(v) and v >= 0, "a whole number of 0 or more"),
+        "cooldown": (lambda v: _is_int(v) and v >= 0, "a whole number of 0 or more"),
+        "step_size": (_positive_int, _POSITIVE),
+        "T_max": (_positive_int, _POSITIVE),
+    },
+}
+
+
+def _numeric_argument_problems(kind: str, block: Any, where: str) -> list[str]:
+    """Values out of range for the numeric keywords of an optimizer or scheduler block."""
+    if not isinstance(block, dict):
+        return []
+    problems = []
+    for key, (check, allowed) in _NUMERIC_ARGUMENTS.get(kind, {}).items():
+        # NaN and infinities are already reported by non_finite_problems.
+        if key in block and not check(block[key]) and not _not_finite(block[key]):
+            problems.append(f"{where}.{key}: {show_value(block[key])} is not valid; expected {allowed}")
+    return problems
+
+
+def _walk(raw: Any) -> Any:
+    """``(path, value, depth)`` for every value of a parsed JSON document, without recursion (any depth)."""
+    stack = [("", raw, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        yield path, value, depth
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), item, depth + 1) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item, depth + 1) for index, item in enumerate(value))
+
+
+def nesting_problem(raw: Any) -> str | None:
+    """A config nested deeper than :data:`MAX_NESTING` (the block where it happens), else None."""
+    for path, _value, depth in _walk(raw):
+        if depth > MAX_NESTING:
+            block = re.split(r"[.\[]", path)[0] or "the config"
+            return (f"{block}: nested more than {MAX_NESTING} levels deep (a config nests a few levels); check "
+                    f"that this is the right file")
+    return None
+
+
+def non_finite_problems(raw: Any) -> list[str]:
+    """Numbers that are not finite, anywhere: Python's JSON reader accepts NaN, Infinity and 1e999."""
+    return sorted(f"{path or 'the config'}: {value} is not a finite number; give an ordinary number (JSON has no "
+                  f"NaN or Infinity)" for path, value, _depth in _walk(raw) if _not_finite(value))
+
+
+def _nearest_multiple(value: int, factor: int) -> int:
+    return max(factor, (value + factor // 2) // factor * factor)  # halves round up
+
+
+def _shape_fit_problems(raw: Mapping) -> list[str]:
+    """Input shapes the network cannot divide: every axis must be a multiple of the product of the strides."""
+    model = raw.get("model")
+    factors = downsampling_factors(model) if isinstance(model, dict) else None
+    if not factors or len(factors) != 3 or all(f == 1 for f in factors):
+        return []
+    dataset = raw.get("dataset") if isinstance(raw.get("dataset"), dict) else {}
+    shapes = [("dataset.desired_shape", dataset.get("desired_shape"))]
+    shapes += [(f"dataset.{split}.desired_shape", (dataset.get(split) or {}).get("desired_shape"))
+               for split in DATASET_SPLITS if isinstance(dataset.get(split), dict)]
+    inference = raw.get("inference")
+    if isinstance(inference, dict):
+        shapes.append(("inference.roi_size", inference.get("roi_size")))
+    problems = []
+    for where, shape in shapes:
+        if not _shape3(shape):
+            continue
+        if not all(n % f == 0 for n, f in zip(shape, factors)):
+            nearest = [_nearest_multiple(n, f) for n, f in zip(shape, factors)]
+            problems.append(f"{where}: {shape} cannot pass through the network: model.strides downsample the axes "
+                            f"by {factors}, so each edge must be a multiple of its factor; the nearest valid shape "
+                            f"is {nearest}")
+        elif all(n == f for n, f in zip(shape, factors)):
+            # Instance (and batch-of-one) normalization needs more than one value per channel to train.
+            problems.append(f"{where}: {shape} leaves a single voxel at the network's deepest level (model.strides "
+                            f"downsample the axes by {factors}), which its normalization cannot train on; use at "
+                            f"least {[2 * f for f in factors]}")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------ named blocks
@@ -335,10 +476,20 @@ def _filenames_problems(key: str, value: Any, n_channels: int | None) -> list[st
 # ------------------------------------------------------------------------------------------ entry points
 
 def validate_config(raw: Any) -> list[str]:
-    """Every problem of a config (parsed JSON), one line each; an empty list when it is valid."""
+    """Every problem of a config (parsed JSON), one line each; an empty list when it is valid.
+
+    Besides each block's keys and types: no value anywhere may be NaN or infinite, optimizer and scheduler
+    numbers must be in range, and every input shape (``desired_shape``, the inferer's ``roi_size``) must be
+    divisible by the network's downsampling, and leave more than one voxel at its deepest level. ``bratsunet
+    validate-config`` and ``bratsunet train`` both run these (through
+    :func:`BratsUNetLib.training_setup.check_training_config`), as does every reader of a config.
+    """
+    too_deep = nesting_problem(raw)  # first: deeper structures would exhaust the recursion of what follows
+    if too_deep:
+        return [too_deep]
     if not isinstance(raw, dict):
         return [f"the config must be a JSON object {{\"model\": ..., \"dataset\": ...}}, got {show_value(raw)}"]
-    problems: list[str] = []
+    problems: list[str] = non_finite_problems(raw)
     for key in raw:
         if key not in REQUIRED_BLOCKS and key not in OPTIONAL_BLOCKS and not key.endswith(FILENAMES_SUFFIX):
             allowed = [*REQUIRED_BLOCKS, *OPTIONAL_BLOCKS]
@@ -353,7 +504,8 @@ def validate_config(raw: Any) -> list[str]:
     for block, kind in (("optimizer", "optimizer"), ("loss", "loss"), ("scheduler", "scheduler"),
                         ("inference", "inferer")):
         if block in raw:
-            problems.extend(named_block_problems(kind, raw[block], block))
+            found = named_block_problems(kind, raw[block], block)
+            problems.extend(found or _numeric_argument_problems(kind, raw[block], block))
     if "dataset" in raw:
         problem = _block_problem(raw["dataset"], "dataset")
         problems.extend([problem] if problem else _dataset_problems(raw["dataset"]))
@@ -374,4 +526,6 @@ def validate_config(raw: Any) -> list[str]:
             and any(raw.get(group + FILENAMES_SUFFIX) for group in LABELLED_GROUPS)):
         problems.append("dataset.labels: missing; training needs the label values the network predicts, "
                         "e.g. \"labels\": [2, 1, 4] with \"setup_label_hierarchy\": true for BraTS")
+    if not problems:
+        problems.extend(_shape_fit_problems(raw))
     return problems

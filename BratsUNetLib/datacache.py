@@ -54,6 +54,7 @@ def prepare_case(case: Case, options: dict, transforms: Compose, source: str) ->
     to name the case in errors (its label file when there is one).
     """
     from BratsUNetLib.labels import check_label_values, label_channels
+    from BratsUNetLib.preprocessing import NonFiniteValues
 
     affine = torch.as_tensor(np.asarray(case.affine, dtype=np.float64))
     # A copy: in-memory cases belong to the caller, and MONAI's normalization works in place.
@@ -66,7 +67,10 @@ def prepare_case(case: Case, options: dict, transforms: Compose, source: str) ->
         check_label_values(case.label, [0, *flat], source)
         channels = label_channels(case.label, labels, bool(options.get("setup_label_hierarchy")))
         data["label"] = MetaTensor(torch.from_numpy(channels), affine=affine.clone())
-    out = transforms(data)
+    try:
+        out = transforms(data)
+    except NonFiniteValues as exc:
+        raise exc.for_case(case.id, source) from None
     prepared = {"image": out["image"].as_tensor().to(torch.float32).contiguous(),
                 "affine": torch.as_tensor(out["image"].affine, dtype=torch.float64).clone(),
                 "meta": {"id": case.id, "source": source, "original_shape": list(case.image.shape[1:]),

@@ -10,13 +10,19 @@ is an ordinary BratsUNet checkpoint that ``bratsunet segment`` and the Slicer mo
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from BratsUNetLib.errors import BratsUNetError, ConfigError
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import write_text_atomic
-from BratsUNetLib.phantom import BRATS_SHAPE, MODALITIES
+from BratsUNetLib.phantom import BRATS_SHAPE, CASE_ID_FORMAT, MIN_SIZE, MODALITIES
+
+# What the demo writes into its --output folder: the only names --overwrite replaces there.
+OUTPUT_ENTRIES = ("cases", "demo_config.json", "training", "predictions", "report")
 
 
 @dataclass
@@ -66,16 +72,88 @@ def demo_config(settings: DemoSettings, case_dirs: Sequence[Path]) -> dict:
     }
 
 
-def run_demo(settings: DemoSettings, reporter: ProgressReporter) -> Path:
-    """Run the whole demo into ``settings.output`` and return the path of the HTML report."""
+def _is_count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _shape_text(shape: Sequence) -> str:
+    return " ".join(str(n) for n in shape)
+
+
+def check_settings(settings: DemoSettings, overwrite: bool = False) -> None:
+    """Every setting of the demo, checked before anything is written; BratsUNetError (one line, naming the
+    command-line flag) at the first that is wrong.
+
+    The numbers (budget, case counts, seed, shapes) and the device; the network's input shape against the
+    network's downsampling; the memory of a phantom and of training (the demo's config passes the checks of
+    ``bratsunet train``); and, unless ``overwrite``, that no earlier demo's results are in ``settings.output``.
+    """
+    from BratsUNetLib.devices import resolve_device
+    from BratsUNetLib.phantom import check_memory, check_shape
+    from BratsUNetLib.training_setup import check_training_config
+
+    minutes = settings.minutes
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not math.isfinite(minutes) \
+            or minutes <= 0:
+        raise BratsUNetError(f"--minutes must be positive: give the training budget in minutes, e.g. 7; got {minutes}.")
+    if not (_is_count(settings.n_training, 1) and _is_count(settings.n_validation, 0)
+            and _is_count(settings.n_held_out, 1)):
+        raise BratsUNetError("--cases needs at least 1 training and 1 held-out case (validation may be 0), e.g. "
+                             "--cases 16 2 4.")
+    if not _is_count(settings.seed, 0):
+        raise BratsUNetError(f"--seed must be a whole number of 0 or more, got {settings.seed}.")
+    if len(settings.case_shape) != 3 or not all(_is_count(n, MIN_SIZE) for n in settings.case_shape):
+        raise BratsUNetError(f"--shape {_shape_text(settings.case_shape)} is not usable: give one or three voxel "
+                             f"counts of at least {MIN_SIZE}, e.g. 240 240 155.")
+    factor = 2 ** (len(settings.filters) - 1)  # every level below the top halves each axis
+    shape = settings.network_shape
+    if len(shape) != 3:
+        raise BratsUNetError(f"--network-shape {_shape_text(shape)}: give one edge (a cube) or three, e.g. 64 or "
+                             f"64 64 64.")
+    if all(n == factor for n in shape):
+        raise BratsUNetError(f"--network-shape {_shape_text(shape)} leaves a single voxel at the deepest of the "
+                             f"network's {len(settings.filters)} levels, too little to train on; give at least "
+                             f"{2 * factor}, e.g. 64.")
+    if not all(_is_count(n, 1) and n % factor == 0 for n in shape):
+        nearest = [max(factor, (n + factor // 2) // factor * factor) if _is_count(n, 1) else factor for n in shape]
+        raise BratsUNetError(f"--network-shape {_shape_text(shape)} cannot pass through the demo's network: its "
+                             f"{len(settings.filters)} levels halve each axis {len(settings.filters) - 1} times, so "
+                             f"give one or three multiples of {factor}, e.g. {_shape_text(nearest)}.")
+    resolve_device(settings.device)
+    check_memory(check_shape(settings.case_shape))
+    output = Path(settings.output)
+    if output.exists() and not output.is_dir():
+        raise BratsUNetError(f"--output '{output}' is a file; give a folder for the demo's cases, model and report.")
+    n_cases = settings.n_training + settings.n_validation + settings.n_held_out
+    placeholders = [output / "cases" / CASE_ID_FORMAT.format(i) for i in range(1, n_cases + 1)]
+    try:
+        check_training_config(demo_config(settings, placeholders), device=resolve_device(settings.device))
+    except ConfigError as exc:  # named after the demo's flags: the user wrote no config
+        raise BratsUNetError(f"--network-shape {_shape_text(shape)}: the demo's network cannot be trained here: "
+                             f"{exc}") from None
+    existing = [name for name in OUTPUT_ENTRIES if (output / name).exists()]
+    if existing and not overwrite:
+        raise BratsUNetError(f"--output '{output}' holds the results of an earlier demo ({', '.join(existing)}); "
+                             f"pass --overwrite to replace them, or choose another --output.")
+
+
+def run_demo(settings: DemoSettings, reporter: ProgressReporter, overwrite: bool = False) -> Path:
+    """Run the whole demo into ``settings.output`` and return the path of the HTML report.
+
+    :func:`check_settings` runs first, so a wrong setting writes nothing. With ``overwrite`` an earlier demo's
+    results in the folder are replaced (its training folder is removed, so the new run starts afresh).
+    """
     from BratsUNetLib import imageio, inference, metrics, phantom, report
     from BratsUNetLib.training import TrainingSettings, train
 
+    check_settings(settings, overwrite)
     output = Path(settings.output)
+    if overwrite and (output / "training").is_dir():
+        shutil.rmtree(output / "training")  # a run left there would be resumed, not replaced
     n_cases = settings.n_training + settings.n_validation + settings.n_held_out
     reporter.message(f"1/4 Generating {n_cases} synthetic BraTS cases in {output / 'cases'}")
     case_dirs = phantom.generate_cohort(output / "cases", n_cases, settings.case_shape, settings.seed,
-                                        progress=reporter)
+                                        progress=reporter, overwrite=overwrite)
     config = demo_config(settings, case_dirs)
     config_path = write_text_atomic(output / "demo_config.json", json.dumps(config, indent=2))
 

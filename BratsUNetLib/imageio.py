@@ -12,6 +12,11 @@ Conventions:
   and the qform otherwise, so a file whose sform (code 2..4) and qform disagree lands in different places in
   Slicer and here; a warning is logged for such files. Files written here carry identical qform and sform
   with code 1 (scanner), which both read the same way.
+- A NIfTI file whose qform and sform codes are both 0 has no trusted orientation. The rule: it is read with the
+  affine nibabel falls back to (voxel sizes from ``pixdim``, no rotation, the volume centred at the origin, the
+  first axis pointing left as in ANALYZE), and one warning line names the file and says so. It is not refused,
+  because its voxels are still usable and all channels of such a case get the same fallback; but 3D Slicer
+  (ITK) falls back differently, so results may appear elsewhere there.
 - Two images are compared only through their affines, never by assuming a transpose: a left-handed file
   (``det < 0``, e.g. ``diag(-x, y, z)``) and a right-handed one can store the same grid in different voxel
   orders (a left-handed file is stored K-reversed by Slicer: same voxels at the same RAS points).
@@ -19,11 +24,14 @@ Conventions:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import struct
+import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +44,8 @@ from scipy import ndimage
 
 from BratsUNetLib.errors import ImageError
 from BratsUNetLib.fileio import atomic_path
+from BratsUNetLib.inputfiles import require_regular_file
+from BratsUNetLib.resources import check_allocation
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +60,43 @@ SHEAR_TOLERANCE = 1e-4
 # Label files are integer-valued; tools that store them as floats may add rounding noise below this.
 LABEL_VALUE_TOLERANCE = 1e-3
 
-# Errors nibabel, gzip and numpy raise on files that are not images, are damaged or are truncated.
-_READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error, struct.error)
+# Errors nibabel, gzip and numpy raise on files that are not images, are damaged or are truncated (a damaged
+# header's offsets and sizes can overflow numpy's memmap arithmetic).
+_READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, OverflowError, zlib.error,
+                struct.error)
+
+
+class _HeaderReports(logging.Filter):
+    """Holds back what nibabel says about a damaged header while this thread reads a file (see :func:`read_image`).
+
+    nibabel repairs some header fields on load and prints each repair on its own line to stderr (its
+    ``nibabel.global`` logger has its own handler), which would add lines before the one error line of a file
+    that then fails. Records are kept per thread (channels are read in parallel); other threads and other
+    callers of nibabel see them as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[list[str]]:
+        self._local.messages = messages = []
+        try:
+            yield messages
+        finally:
+            self._local.messages = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        messages = getattr(self._local, "messages", None)
+        if messages is None:
+            return True
+        messages.append(record.getMessage())
+        return False
+
+
+_HEADER_REPORTS = _HeaderReports()
+logging.getLogger("nibabel.global").addFilter(_HEADER_REPORTS)
 
 
 @dataclass
@@ -83,8 +128,10 @@ def axis_codes(affine: np.ndarray) -> str:
 
 def read_axis_codes(path: str | os.PathLike) -> str:
     """:func:`axis_codes` of an image file, from its header alone (no voxels are read)."""
+    path = require_regular_file(path, "Image file", "give a NIfTI file (.nii or .nii.gz)", error=ImageError)
     try:
-        return axis_codes(nib.load(str(path)).affine)
+        with _HEADER_REPORTS.collect():  # the full read reports a damaged header
+            return axis_codes(nib.load(str(path)).affine)
     except Exception as exc:  # nibabel raises many types for unreadable headers; the full read reports details
         raise ImageError(f"Cannot read the header of '{path}' ({exc}); check that it is a NIfTI image.") from None
 
@@ -112,23 +159,37 @@ def read_image(path: str | os.PathLike) -> Image:
     """Read a 3-D image (NIfTI or another format nibabel reads) as float32 ``(X, Y, Z)`` plus its RAS affine.
 
     A 4-D image whose trailing dimensions are 1 is squeezed to 3-D. Raises :class:`ImageError` with one line
-    naming the file when it is missing, not an image, damaged or truncated, not 3-D, empty, contains NaN or
-    infinite values, or has a degenerate affine.
+    naming the file when it is missing or not a regular file (a folder, FIFO or device: refused before it is
+    opened, so nothing blocks), not an image, damaged or truncated, not 3-D, empty, not scalar (RGB, complex or
+    structured voxels), larger than the memory available (checked from the header, before reading), contains
+    NaN or infinite values, or has a degenerate affine. A file without orientation (qform and sform codes 0) is
+    read with a warning (see the module docstring), and so is a file whose header nibabel had to repair (one
+    line listing the repairs, instead of nibabel's line per repair; nothing when the file fails anyway).
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"Image file '{path}' does not exist; check the path.")
-    if path.is_dir():
-        raise ImageError(f"'{path}' is a folder, not an image file; give a NIfTI file (.nii or .nii.gz).")
+    # A FIFO would block the read and /dev/zero never end it: only regular files are opened.
+    path = require_regular_file(path, "Image file", "give a NIfTI file (.nii or .nii.gz)", error=ImageError)
+    with _HEADER_REPORTS.collect() as repairs:
+        image = _read_checked(path)
+    if repairs:  # the file was usable after all: say once that its header needed repairs
+        log.warning("'%s' has a damaged header that nibabel repaired (%s); check the file.", path,
+                    "; ".join(dict.fromkeys(repairs)))
+    return image
+
+
+def _read_checked(path: Path) -> Image:
+    """:func:`read_image` after the path check (nibabel's reports about the header held back)."""
     try:
         image = nib.load(path)
-    except _READ_ERRORS as exc:
+        shape = tuple(int(n) for n in image.shape)
+        dtype = np.dtype(image.get_data_dtype())
+    # nibabel raises many kinds of error for garbled headers (e.g. an unknown datatype code is a KeyError).
+    except (*_READ_ERRORS, KeyError, IndexError, TypeError, MemoryError) as exc:
         raise ImageError(f"'{path}' is not a readable image ({_reason(exc, path)}); give a NIfTI file "
                          "(.nii or .nii.gz).") from None
     if not hasattr(image, "affine") or not hasattr(image, "get_fdata"):
         raise ImageError(f"'{path}' is not a volume image; give a NIfTI file (.nii or .nii.gz).")
+    _check_scalar(dtype, path)
 
-    shape = tuple(int(n) for n in image.shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) > 3:
@@ -136,11 +197,22 @@ def read_image(path: str | os.PathLike) -> Image:
                          "(split multi-volume files, e.g. with fslsplit).")
     if len(shape) < 3:
         raise ImageError(f"'{path}' is a {len(shape)}-D image of shape {shape}; a 3-D volume is needed.")
-    if 0 in shape:
+    if 0 in shape or min(shape) < 0:
         raise ImageError(f"'{path}' is empty (shape {shape}); give an image that contains voxels.")
+    # The header alone says how much reading takes (the stored values, then their float32 copy): refuse a header
+    # that claims more than the memory before a byte of voxels is read.
+    check_allocation(math.prod(shape) * (dtype.itemsize + 4), f"Reading '{path}' ({'x'.join(map(str, shape))} "
+                     f"voxels of {dtype.name})", "check that this is the right file (its header may be damaged), "
+                     "or use a machine with more memory", error=ImageError)
+    _check_orientation_codes(image, path)
 
     try:
-        array = image.get_fdata(dtype=np.float32, caching="unchanged").reshape(shape)
+        # Scaling that overflows float32 gives inf, reported below in one line; numpy's warning would add two.
+        with np.errstate(all="ignore"):
+            array = image.get_fdata(dtype=np.float32, caching="unchanged").reshape(shape)
+    except MemoryError:
+        raise ImageError(f"'{path}' is too big to read into the memory available; use a machine with more "
+                         "memory.") from None
     except _READ_ERRORS as exc:
         raise ImageError(f"'{path}' could not be read completely ({_reason(exc, path)}); the file is probably "
                          "truncated or damaged: copy or export it again.") from None
@@ -151,6 +223,33 @@ def read_image(path: str | os.PathLike) -> Image:
     affine = _check_affine(image.affine, str(path))
     _warn_if_slicer_disagrees(image, path)
     return Image(array=array, affine=affine, path=path)
+
+
+def _check_scalar(dtype: np.dtype, path: Path) -> None:
+    """Refuse voxel types that are not one number per voxel: RGB/RGBA colour, complex values, other records."""
+    if dtype.names:
+        kind = "an RGB colour image" if dtype.names[:3] == ("R", "G", "B") else "an image of structured voxels"
+        raise ImageError(f"'{path}' is {kind} (voxels of {', '.join(dtype.names)}), not a scalar image; give one "
+                         "grey-value MRI volume per file (convert it to one channel, e.g. float32).")
+    if dtype.kind == "c":
+        raise ImageError(f"'{path}' is a complex-valued image ({dtype.name}), not a scalar image; give the "
+                         "magnitude image (one real value per voxel).")
+    if dtype.kind not in "biuf":
+        raise ImageError(f"'{path}' stores voxels of an unsupported type ({dtype}); give a scalar image "
+                         "(integer or floating-point voxels).")
+
+
+def _check_orientation_codes(image: nib.spatialimages.SpatialImage, path: Path) -> None:
+    """Warn (one log line) when a NIfTI file has neither an sform nor a qform (both codes 0; see module doc)."""
+    header = getattr(image, "header", None)
+    if not isinstance(header, nib.Nifti1Header):  # NIfTI-2 headers derive from it
+        return
+    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        spacing = "x".join(f"{float(v):g}" for v in header["pixdim"][1:4])
+        log.warning("'%s' has no orientation (qform and sform codes are 0); it is used as nibabel reads it: "
+                    "voxel size %s mm from pixdim, no rotation, centred at 0, so results may appear elsewhere in "
+                    "3D Slicer. Set the orientation in its header (e.g. copy the qform from another channel).",
+                    path, spacing)
 
 
 def _reason(exc: BaseException, path: Path) -> str:

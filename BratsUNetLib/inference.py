@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from monai.inferers import SlidingWindowInferer
 
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ConfigError
 from BratsUNetLib.events import ProgressReporter
+from BratsUNetLib.resources import available_memory_bytes  # the one reading of free memory (CPU, cgroup, CUDA)
 
 if TYPE_CHECKING:
     from BratsUNetLib.backends import Runner
@@ -241,6 +243,7 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
     files = _files_in_order(paths, channels, models[0].path)
 
     from BratsUNetLib.imageio import read_case
+    from BratsUNetLib.preprocessing import NonFiniteValues
 
     for model in models:  # resized inputs have a known shape: their engine loads while the images are read
         if not model.runs_native(options):
@@ -264,9 +267,13 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
         last_user = index == len(models) - 1 and order == list(range(len(channels)))
         channel_first = image if last_user else image[order]
         passes_before = index * len(flips)
-        on_reference = _predict(model, torch.from_numpy(channel_first), affine, options, flips,
-                                lambda done, before=passes_before: reporter.advance("segment", before + done, total),
-                                announce)
+        try:
+            on_reference = _predict(model, torch.from_numpy(channel_first), affine, options, flips,
+                                    lambda done, before=passes_before: reporter.advance("segment", before + done,
+                                                                                        total),
+                                    announce)
+        except NonFiniteValues as exc:  # overflowing voxels: name the file of the channel, not its number
+            raise exc.for_file(files[order[exc.channel]]) from None
         if probabilities is None:
             probabilities = on_reference
         else:
@@ -419,37 +426,6 @@ def whole_volume_bytes(network: torch.nn.Module, shape: Sequence[int], out_chann
     return 4 * voxels * (ACTIVATION_FLOATS_PER_WIDTH * width + int(shape[0]) + out_channels)
 
 
-def available_memory_bytes(device: torch.device) -> int | None:
-    """Memory a pass on ``device`` may use now, in bytes; None where it cannot be known.
-
-    CUDA: the GPU's free memory. CPU on Linux: ``MemAvailable`` of /proc/meminfo (what can be allocated without
-    swapping), capped by the free part of the process's cgroup limit (containers). Other devices and systems:
-    None (psutil, which would tell, is not a dependency).
-    """
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    if device.type != "cpu":
-        return None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo if ":" in line)
-        available = int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            limit = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit():  # "max": no limit
-            available = min(available, max(int(limit) - usage, 0))
-        break
-    return available
-
-
 def _dims(shape: Sequence[int]) -> str:
     return "×".join(str(int(size)) for size in shape)
 
@@ -567,23 +543,30 @@ def label_volumes_ml(label_map: np.ndarray, affine: np.ndarray, dataset: dict,
 
 def write_result(result: SegmentationResult, labels_path: str | os.PathLike | None = None,
                  probabilities_path: str | os.PathLike | None = None) -> dict[str, str]:
-    """Write the label map (uint8) and/or the probabilities (float32, 4-D x,y,z,K as the original) atomically.
+    """Write the label map (uint8) and/or the probabilities (float32, 4-D x,y,z,K as the original).
 
-    Returns the absolute paths written, keyed ``labels`` / ``probabilities`` (for the ``result`` event).
+    Both appear together or not at all (:func:`BratsUNetLib.fileio.atomic_paths`: temporary names, a journal,
+    then the renames). Returns the absolute paths written, keyed ``labels`` / ``probabilities`` (for the
+    ``result`` event).
     """
+    from BratsUNetLib.fileio import atomic_paths
     from BratsUNetLib.imageio import write_image
 
-    written = {}
+    outputs: list[tuple[str, Path, np.ndarray, type]] = []
     if labels_path is not None:
         if result.labels is None:
             raise BratsUNetError("This model's outputs are not labels (its config has no dataset.labels); "
                                  "write the probabilities instead.")
-        write_image(labels_path, result.labels, result.affine, np.uint8)
-        written["labels"] = str(Path(labels_path).absolute())
+        outputs.append(("labels", Path(labels_path), result.labels, np.uint8))
     if probabilities_path is not None:
-        write_image(probabilities_path, np.moveaxis(result.probabilities, 0, -1), result.affine, np.float32)
-        written["probabilities"] = str(Path(probabilities_path).absolute())
-    return written
+        outputs.append(("probabilities", Path(probabilities_path), np.moveaxis(result.probabilities, 0, -1),
+                        np.float32))
+    if not outputs:
+        return {}
+    with atomic_paths([path for _, path, _, _ in outputs]) as temporaries:
+        for (_, _, array, dtype), tmp in zip(outputs, temporaries):
+            write_image(tmp, array, result.affine, dtype)
+    return {key: str(path.absolute()) for key, path, _, _ in outputs}
 
 
 def prediction_name(first_image: str | os.PathLike) -> str:
@@ -591,19 +574,57 @@ def prediction_name(first_image: str | os.PathLike) -> str:
     return Path(first_image).name.split(".")[0]
 
 
+#: How many clashing output names an error lists before it counts the rest.
+_LISTED = 3
+
+
+def prediction_names(first_images: Sequence[str | os.PathLike]) -> list[str]:
+    """Output names for cases whose first inputs are ``first_images``, no two of which can map to one file.
+
+    Each case is :func:`prediction_name` as the original, unless its outputs (``<name>.nii.gz`` and
+    ``<name>_seg.nii.gz``, compared without case for case-insensitive file systems) would be another case's:
+    then, for every case of such a clash, ``<folder>_<name>`` with the first input's folder name (cases in
+    different folders whose first images share a file name), and if that still clashes ``<...>_case<N>`` with
+    the case's position in the list, which is unique.
+    """
+    paths = [Path(path) for path in first_images]
+    names = [prediction_name(path) for path in paths]
+    for rename in (lambda i: f"{paths[i].parent.name}_{names[i]}", lambda i: f"{names[i]}_case{i + 1}"):
+        clashing = _clashing(names)
+        if not clashing:
+            break
+        for index in clashing:
+            names[index] = rename(index)
+    return names
+
+
+def _clashing(names: Sequence[str]) -> set[int]:
+    """Positions of the names whose output files (probabilities or label map) another name also gives."""
+    owners: dict[str, set[int]] = {}
+    for index, name in enumerate(names):
+        for file_name in (name, f"{name}_seg"):
+            owners.setdefault(file_name.casefold(), set()).add(index)
+    return {index for owner in owners.values() if len(owner) > 1 for index in owner}
+
+
 def predict_group(config: dict | str | os.PathLike, model_paths: str | os.PathLike | Sequence[str | os.PathLike],
                   group: str, output_dir: str | os.PathLike, *, options: InferenceOptions = InferenceOptions(),
-                  segment: bool = False, overwrite: bool = True, device: str | torch.device = "auto",
+                  segment: bool = False, overwrite: bool = True, skip_existing: bool = False,
+                  device: str | torch.device = "auto",
                   reporter: ProgressReporter | None = None) -> list[dict[str, str]]:
     """Predict every case of the config's ``<group>_filenames`` into ``output_dir``, as the original predict.py.
 
     Per case ``<name>.nii.gz`` holds the activated outputs (float32, x,y,z,K) on the first input's grid, and with
-    ``segment`` ``<name>_seg.nii.gz`` the uint8 label map, where ``<name>`` is :func:`prediction_name`. Without
-    ``overwrite`` cases whose outputs exist are skipped. Returns one dict of written paths per predicted case.
+    ``segment`` ``<name>_seg.nii.gz`` the uint8 label map, where ``<name>`` is from :func:`prediction_names`.
+    The whole plan of outputs is checked before any work: no output may be an input of any case of the config
+    (or a model, or the config); without ``overwrite`` no output may exist, except that ``skip_existing``
+    skips cases whose outputs all exist. Returns one dict of written paths per predicted case.
     """
     from BratsUNetLib.config import filename_groups, load_config
+    from BratsUNetLib.fileio import check_not_inputs, check_output_folder, describe_paths, finish_interrupted_writes
 
     reporter = reporter or ProgressReporter("none")
+    config_path = None if isinstance(config, Mapping) else config
     config = load_config(config)
     groups = filename_groups(config)
     key = f"{group}_filenames"
@@ -613,23 +634,67 @@ def predict_group(config: dict | str | os.PathLike, model_paths: str | os.PathLi
         raise ConfigError(f"The config has no cases in '{key}'; choose --group among: {', '.join(listed) or 'none'}.")
     if isinstance(model_paths, (str, os.PathLike)):
         model_paths = [model_paths]
-    models = load_models(model_paths, config=config, device=device)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        raise BratsUNetError(f"Output directory '{output_dir}' is a file; give a folder.")
-    written: list[dict[str, str]] = []
-    reporter.start("predict", len(entries))
-    for done, entry in enumerate(entries, start=1):
-        images = entry["image"]  # load_config checked: a list of paths, one per channel
-        name = prediction_name(images[0])
+        raise BratsUNetError(f"--output_directory '{output_dir}' is a file, not a folder; give a folder (it is made "
+                             "if needed).")
+
+    # The whole plan first: every case's outputs, checked before anything is read or written.
+    names = prediction_names([entry["image"][0] for entry in entries])  # load_config checked: lists of paths
+    plan = []
+    for name, entry in zip(names, entries):
         outputs = {"probabilities": output_dir / f"{name}.nii.gz"}
         if segment:
             outputs["labels"] = output_dir / f"{name}_seg.nii.gz"
-        if overwrite or not all(path.exists() for path in outputs.values()):
-            try:
-                result = segment_case(images, models, options, with_labels=segment)
-            except BratsUNetError as exc:  # say which case of the list is at fault
-                raise type(exc)(f"case '{name}' of '{key}': {exc}") from None
-            written.append({"case": name, **write_result(result, outputs.get("labels"), outputs["probabilities"])})
+        plan.append((name, entry, outputs))
+    # prediction_names rules clashes out; this check keeps that promise whatever the names are.
+    seen: set[str] = set()
+    clashes = []
+    for _, _, outputs in plan:
+        for path in outputs.values():
+            if path.name.casefold() in seen:
+                clashes.append(path.name)
+            seen.add(path.name.casefold())
+    if clashes:
+        raise BratsUNetError(f"{len(clashes)} output name(s) would be written by two cases: "
+                             f"{describe_paths(clashes, _LISTED)}; rename the first image of one of those cases.")
+    inputs = [("--model_filename", model) for model in model_paths]
+    if config_path is not None:
+        inputs.append(("--config_filename", config_path))
+    for group_name, group_entries in groups.items():
+        for entry in group_entries if isinstance(group_entries, list) else []:
+            if not isinstance(entry, Mapping):
+                continue
+            inputs.extend((f"image of a case in '{group_name}_filenames'", path) for path in entry.get("image") or [])
+            label = entry.get("label")
+            inputs.extend((f"label of a case in '{group_name}_filenames'", path)
+                          for path in (label if isinstance(label, (list, tuple)) else [label]) if path)
+    check_not_inputs([(f"the output of case '{name}'", path) for name, _, outputs in plan
+                      for path in outputs.values()], inputs)
+    for message in finish_interrupted_writes([output_dir]):  # shown even with --progress none
+        reporter.message(message) if reporter.mode != "none" else print(message, file=sys.stderr, flush=True)
+    todo, existing = [], []
+    for name, entry, outputs in plan:
+        present = [path for path in outputs.values() if path.exists()]
+        if skip_existing and len(present) == len(outputs):
+            continue  # done by an earlier run
+        if not overwrite:
+            existing.extend(present)
+        todo.append((name, entry, outputs))
+    if existing:
+        hint = " (or --no_overwrite to skip the cases whose outputs all exist)" if not skip_existing else ""
+        raise BratsUNetError(f"{len(existing)} output(s) exist in '{output_dir}': "
+                             f"{describe_paths([path.name for path in existing], _LISTED)}; pass --overwrite to "
+                             f"replace them{hint}, or choose another --output_directory.")
+    models = load_models(model_paths, config=config, device=device)
+    check_output_folder(output_dir, "--output_directory")
+    written: list[dict[str, str]] = []
+    reporter.start("predict", len(entries))
+    for done, (name, entry, outputs) in enumerate(todo, start=len(entries) - len(todo) + 1):
+        try:
+            result = segment_case(entry["image"], models, options, with_labels=segment)
+        except BratsUNetError as exc:  # say which case of the list is at fault
+            raise type(exc)(f"case '{name}' of '{key}': {exc}") from None
+        written.append({"case": name, **write_result(result, outputs.get("labels"), outputs["probabilities"])})
         reporter.advance("predict", done, len(entries), case=name)
     return written

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from BratsUNetLib.errors import BratsUNetError, ConfigError
+from BratsUNetLib.inputfiles import require_regular_file
 
 _EXAMPLE = '{"n_workers": 4, "n_gpus": 1, "pin_memory": false}'
+_MAX_BYTES = 64 * 1024
 _COUNT_KEYS = ("n_workers", "n_gpus")
 
 
@@ -35,12 +37,21 @@ def add_machine_arguments(parser: argparse.ArgumentParser, title: str, *, defaul
 def read_machine_config(path: str) -> dict[str, Any]:
     """The keys a machine config file sets, checked: ``n_workers``/``n_gpus`` whole numbers ≥ 0, ``pin_memory``
     true or false. ConfigError naming the file otherwise."""
+    # Checked without opening it: a FIFO would block, a device never end (a missing file is reported below).
+    if Path(path).exists():
+        require_regular_file(path, "Machine config", f"give a JSON file such as {_EXAMPLE}", ConfigError)
     try:
+        if Path(path).stat().st_size > _MAX_BYTES:
+            raise ConfigError(f"The machine config '{path}' is larger than {_MAX_BYTES // 1024} kB; it holds three "
+                              f"keys, e.g. {_EXAMPLE}: check that this is the right file.")
         machine = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"Cannot read the machine config '{path}': {exc.strerror or exc}.") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise ConfigError(f"The machine config '{path}' is not valid JSON ({exc}).") from None
+    except RecursionError:  # JSON nested deeper than Python's reader can follow
+        raise ConfigError(f"The machine config '{path}' is not a machine config (its JSON is nested too deeply); "
+                          f"give a JSON file such as {_EXAMPLE}.") from None
     if not isinstance(machine, dict) or set(machine) - {*_COUNT_KEYS, "pin_memory"}:
         raise ConfigError(f"The machine config '{path}' must be a JSON object with the keys n_workers, n_gpus, "
                           f"pin_memory, e.g. {_EXAMPLE}.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -10,17 +10,27 @@ import torch
 from BratsUNetLib.allowlists import allowed_names
 from BratsUNetLib.config_validation import model_problems
 from BratsUNetLib.errors import ConfigError
+from BratsUNetLib.resources import check_network_memory
 
 
-def build_network(model_block: Mapping[str, Any]) -> torch.nn.Module:
+def build_network(model_block: Mapping[str, Any], *, input_shape: Sequence[int] | None = None,
+                  training: bool = False, batch_size: int = 1, device: Any = "cpu") -> torch.nn.Module:
     """Build the network named by ``model_block["name"]`` with the block's other keys as keyword arguments.
 
+    Every network of the library (segment, predict, train, validate-config, the Slicer module) is built here, so
+    this is where a config or checkpoint describing an enormous network is refused: before the constructor
+    runs, :func:`BratsUNetLib.resources.check_network_memory` estimates its weights (and, given ``input_shape``,
+    the activations of a batch of ``batch_size``; with gradients and optimizer state when ``training``) from
+    the block alone and raises ConfigError, saying how much it would need, when that exceeds the memory
+    available on ``device``.
+
     Raises ConfigError, naming the model block, for an unknown name, keywords the class does not accept,
-    unsupported settings (deep supervision) and values the constructor rejects.
+    unsupported settings (deep supervision), a network too big for the memory and values the constructor rejects.
     """
     problems = model_problems(dict(model_block) if isinstance(model_block, Mapping) else model_block)
     if problems:
         raise ConfigError("; ".join(problems))
+    check_network_memory(model_block, input_shape, training=training, batch_size=batch_size, device=device)
     name = model_block["name"]
     kwargs = {key: value for key, value in model_block.items() if key != "name"}
     try:
@@ -30,6 +40,10 @@ def build_network(model_block: Mapping[str, Any]) -> torch.nn.Module:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(f"model: {name} cannot be built with these settings ({detail}); "
                           f"check the values in the model block.") from None
+    except MemoryError:
+        # The estimate is a lower bound for networks without a formula: the allocation itself may still fail.
+        raise ConfigError(f"model: {name} is too big for the memory of this machine; use a smaller network "
+                          f"(fewer filters/channels).") from None
 
 
 def count_parameters(network: torch.nn.Module) -> int:

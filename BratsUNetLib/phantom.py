@@ -12,6 +12,7 @@ effect (:mod:`BratsUNetLib.phantom_tumour`) → the tissue and glioma contrasts 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.imageio import write_image
+from BratsUNetLib.resources import check_allocation
 from BratsUNetLib.phantom_anatomy import (brain_box, load_template, place_brain, sample_tissues, smooth_displacement,
                                          smooth_noise)
 from BratsUNetLib.phantom_tumour import draw_lesions, plan_lesions, push_tissue_away
@@ -29,6 +31,9 @@ MODALITIES = ("flair", "t1", "t1ce", "t2")
 BRATS_SHAPE = (240, 240, 155)
 MIN_SIZE = 16  # smallest grid edge that still holds a recognisable brain and tumour
 CASE_ID_FORMAT = "BraTS20_Phantom_{:03d}"
+# Peak memory of generate_case per voxel of the grid: the brain box's coordinates, tissue maps, lesion weights
+# and noise are float32 arrays of several channels (measured with tracemalloc: about 70 bytes).
+BYTES_PER_VOXEL = 80
 
 # Mean intensity of CSF, grey matter and white matter relative to white matter, per modality
 # (T1: WM > GM > CSF; T2: CSF > GM > WM; FLAIR: GM > WM with dark CSF; T1ce like T1).
@@ -83,6 +88,19 @@ def check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(n) for n in values)
 
 
+def check_memory(shape: Sequence[int]) -> None:
+    """Refuse (one line) a grid whose phantom would not fit in the memory available now, before allocating it."""
+    check_allocation(math.prod(int(n) for n in shape) * BYTES_PER_VOXEL,
+                     f"A phantom of {'×'.join(str(int(n)) for n in shape)} voxels",
+                     "give a smaller --shape, e.g. 240 240 155 (as BraTS) or 64 64 64")
+
+
+def case_paths(folder: str | os.PathLike, case_id: str) -> dict[str, Path]:
+    """Where :func:`write_case` writes case ``case_id``: modality (and ``"seg"``) -> path."""
+    case_dir = Path(folder) / case_id
+    return {name: case_dir / f"{case_id}_{name}.nii.gz" for name in (*MODALITIES, "seg")}
+
+
 def generate_case(shape: Sequence[int] = BRATS_SHAPE, seed: int | Sequence[int] = 0,
                   left_handed: bool = False) -> PhantomCase:
     """A synthetic BraTS case of ``shape`` voxels (1 mm), entirely determined by ``seed``.
@@ -92,6 +110,7 @@ def generate_case(shape: Sequence[int] = BRATS_SHAPE, seed: int | Sequence[int] 
     left-handed affine of :func:`brats_affine`.
     """
     shape = check_shape(shape)
+    check_memory(shape)
     rng = np.random.default_rng(seed)
     affine = brats_affine(shape)
     placement = place_brain(load_template(1), shape, affine, rng)
@@ -174,31 +193,42 @@ def write_case(case: PhantomCase, folder: str | os.PathLike, case_id: str) -> di
 
     Returns the written paths keyed by modality and ``"seg"``.
     """
-    case_dir = Path(folder) / case_id
-    paths = {name: write_image(case_dir / f"{case_id}_{name}.nii.gz", case.images[name], case.affine, np.int16)
-             for name in MODALITIES}
-    paths["seg"] = write_image(case_dir / f"{case_id}_seg.nii.gz", case.label, case.affine, np.uint8)
+    paths = case_paths(folder, case_id)
+    for name in MODALITIES:
+        write_image(paths[name], case.images[name], case.affine, np.int16)
+    write_image(paths["seg"], case.label, case.affine, np.uint8)
     return paths
 
 
 def generate_cohort(folder: str | os.PathLike, n_cases: int, shape: Sequence[int] = BRATS_SHAPE, seed: int = 0,
-                    left_handed: bool = False, progress=None) -> list[Path]:
+                    left_handed: bool = False, progress=None, overwrite: bool = False) -> list[Path]:
     """Write ``n_cases`` cases ``BraTS20_Phantom_001``, ... into ``folder`` and return their folders.
 
     Case ``i`` (from 1) is generated from the seed ``(seed, i)``, so it is the same whatever ``n_cases`` is.
-    ``progress``: an optional :class:`BratsUNetLib.events.ProgressReporter` advanced once per case.
+    Before anything is generated: the memory one case needs is checked, and, unless ``overwrite``, none of the
+    files may exist already (the error lists them). ``progress``: an optional
+    :class:`BratsUNetLib.events.ProgressReporter` advanced once per case.
     """
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise BratsUNetError(f"The number of phantom cases must be at least 1, got {n_cases}.")
     if seed < 0:
         raise BratsUNetError(f"The phantom seed must be 0 or more, got {seed}.")
     shape = check_shape(shape)
+    check_memory(shape)
+    case_ids = [CASE_ID_FORMAT.format(index) for index in range(1, n_cases + 1)]
+    if not overwrite:
+        existing = [path for case_id in case_ids for path in case_paths(folder, case_id).values()
+                    if os.path.lexists(path)]
+        if existing:
+            shown = ", ".join(f"'{path}'" for path in existing[:3])
+            more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+            raise BratsUNetError(f"{len(existing)} phantom file(s) exist already: {shown}{more}; pass --overwrite "
+                                 f"to replace them, or choose another --output.")
     task = "phantoms"
     if progress is not None:
         progress.start(task, n_cases)
     case_dirs = []
-    for index in range(1, n_cases + 1):
-        case_id = CASE_ID_FORMAT.format(index)
+    for index, case_id in enumerate(case_ids, start=1):
         paths = write_case(generate_case(shape, (seed, index), left_handed), folder, case_id)
         case_dirs.append(paths["seg"].parent)
         if progress is not None:

@@ -32,6 +32,7 @@ from BratsUNetLib.cancel import CancelToken
 from BratsUNetLib.data import CaseSource
 from BratsUNetLib.errors import Cancelled
 from BratsUNetLib.events import ProgressReporter, eta_seconds
+from BratsUNetLib.runlock import RunLock
 from BratsUNetLib.training_state import BEST_FILENAME, MODEL_FILENAME, TrainingRun
 from BratsUNetLib.traininglog import dice_column
 
@@ -74,23 +75,52 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
           reporter: ProgressReporter | None = None, cancel: CancelToken | None = None) -> TrainingResult:
     """Train (or resume training) the config's network in ``work_dir``; see the module docstring.
 
-    ``config``: a config path or dict (validated by :func:`config.load_config`). ``cases`` /
+    ``config``: a config path or dict (checked by :func:`training_setup.check_training_config`). ``cases`` /
     ``validation_cases`` replace the config's file lists when given (e.g. volumes from a Slicer scene).
     Raises :class:`BratsUNetError` subclasses for unusable inputs before any epoch runs, and
     :class:`Cancelled` when ``cancel`` is set.
     """
-    from BratsUNetLib.config import load_config
+    from BratsUNetLib.training_setup import check_training_config
 
     settings = settings or TrainingSettings()
     context = distributed.start(settings.device)
     reporter = reporter if reporter is not None and context.is_main else ProgressReporter("none")
     cancel = cancel or CancelToken()
+    # One folder, one run: rank 0 locks the work folder once it exists (see BratsUNetLib.runlock) until the end.
+    lock = RunLock(work_dir) if context.is_main else None
     try:
-        run = TrainingRun(load_config(config), Path(work_dir), settings, context, reporter)
+        # Every check `train` and `validate-config` make (training memory included), also for the library's
+        # callers (the Slicer module), before anything is written.
+        loaded = check_training_config(config, device=context.device, batch_size=settings.batch_size).config
+        _check_log_is_not_an_input(config, loaded, settings)
+        run = TrainingRun(loaded, Path(work_dir), settings, context, reporter, lock=lock)
         run.setup(cases, validation_cases, cancel)
         return _loop(run, cancel)
     finally:
+        if lock is not None:
+            lock.release()
         distributed.finish(context)
+
+
+def _check_log_is_not_an_input(config: Any, loaded: dict, settings: TrainingSettings) -> None:
+    """The training log (``--training_log_filename`` can name any file) must not be the config, the pretrained
+    model or an image or label of the config's lists: the run appends to it and rewrites it."""
+    from BratsUNetLib.config import filename_groups
+    from BratsUNetLib.fileio import check_not_inputs
+
+    if settings.log_filename is None:  # <work_dir>/training_log.csv: the run's own file
+        return
+    inputs: list[tuple[str, Any]] = [("--pretrained_model_filename", settings.pretrained_model)]
+    if isinstance(config, (str, Path)):
+        inputs.append(("--config_filename", config))
+    for group, entries in filename_groups(loaded).items():
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict):
+                label = entry.get("label")
+                paths = [*(entry.get("image") or []), *(label if isinstance(label, list) else [label])]
+                inputs.extend((f"image or label of a case in '{group}_filenames'", path)
+                              for path in paths if isinstance(path, str))
+    check_not_inputs({"--training_log_filename": settings.log_filename}, inputs)
 
 
 def _loop(run: TrainingRun, cancel: CancelToken) -> TrainingResult:

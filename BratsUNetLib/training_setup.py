@@ -1,12 +1,14 @@
 """The pieces a training run builds from its config: loss, optimizer, scheduler, inferer, output names.
 
 Every class comes from :func:`allowlists.resolve_name` (an allowlist); a constructor that rejects the config's
-keywords gives a one-line ConfigError naming the block.
+keywords gives a one-line ConfigError naming the block. :func:`check_training_config` is the one list of
+checks that ``bratsunet train`` runs before it writes anything and that ``bratsunet validate-config`` runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -101,3 +103,38 @@ def channel_names(in_channels: int | None, given: Sequence[str] | None = None) -
     if in_channels is None or in_channels == len(DEFAULT_CHANNELS):
         return list(DEFAULT_CHANNELS)
     return [f"channel_{i + 1}" for i in range(in_channels)]
+
+
+@dataclass(frozen=True)
+class CheckedConfig:
+    """What :func:`check_training_config` built: the validated config and its (untrained) network."""
+
+    config: dict
+    network: torch.nn.Module
+
+
+def check_training_config(path_or_dict: Any, *, device: Any = "cpu", batch_size: int | None = None) -> CheckedConfig:
+    """Every check a training run makes of its config, before any file is read or written.
+
+    In order: :func:`BratsUNetLib.config.load_config` (keys, types, names, finite numbers in range, input
+    shapes the network can divide), the memory the network needs to train on ``desired_shape`` batches (checked
+    against ``device`` from the config's description, before anything is built), then every piece built as
+    training builds it (network, loss, optimizer over the network's parameters, scheduler, inferer) and the
+    output channels against ``dataset.labels``. ConfigError (one line) at the first that fails.
+    ``batch_size`` overrides the config's (``train --batch_size``).
+    """
+    from BratsUNetLib.config import dataset_options, load_config, training_options
+    from BratsUNetLib.models import build_network
+    from BratsUNetLib.resources import check_network_memory
+
+    config = load_config(path_or_dict)
+    model_block = config["model"]
+    options = dataset_options(config, "training")
+    check_network_memory(model_block, options.get("desired_shape"), training=True,
+                         batch_size=int(batch_size or training_options(config)["batch_size"]), device=device)
+    output_names(options, model_block.get("out_channels"))
+    network = build_network(model_block)
+    build_loss(config)
+    build_scheduler(config, build_optimizer(config, network.parameters()))
+    build_inferer(config)
+    return CheckedConfig(config, network)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import random
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,11 @@ from BratsUNetLib.config import activation_of, dataset_options, training_options
 from BratsUNetLib.data import CaseSource, check_cases, file_cases
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.events import ProgressReporter
-from BratsUNetLib.fileio import atomic_path, remove_interrupted_writes
+from BratsUNetLib.fileio import atomic_path, check_output_folder, remove_interrupted_writes
 from BratsUNetLib.traininglog import TrainingLog, dice_column
 
 if TYPE_CHECKING:
+    from BratsUNetLib.runlock import RunLock
     from BratsUNetLib.training import TrainingSettings
 
 MODEL_FILENAME = "model.pth"
@@ -53,8 +55,9 @@ class TrainingRun:
     """Network, optimizer, data and log of one run."""
 
     def __init__(self, config: dict, work_dir: Path, settings: TrainingSettings, context: distributed.Context,
-                 reporter: ProgressReporter):
+                 reporter: ProgressReporter, lock: RunLock | None = None):
         self.config = config
+        self.lock = lock  # taken in setup once the folder exists; released by the caller
         self.work_dir = work_dir
         self.settings = settings
         self.context = context
@@ -94,7 +97,9 @@ class TrainingRun:
         self.regions = output_names(dataset_options(self.config, "training"), model_block.get("out_channels"))
         self.channels = channel_names(in_channels, self.settings.channels)
 
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        check_output_folder(self.work_dir, "the work folder")  # made here; one line if it cannot be
+        if self.lock is not None:  # before anything in the folder is read or changed
+            self.lock.acquire(self._notice)
         if self.context.is_main:  # files half-written by a run that was killed
             remove_interrupted_writes(self.work_dir)
         resume = self._resume_point()
@@ -105,6 +110,13 @@ class TrainingRun:
             self._restore(resume)
             if self.context.is_main:  # a kill may have cut the last epoch's copies short
                 self._save_copies(self.last_epoch)
+
+    def _notice(self, text: str) -> None:
+        """A message the user must see even with ``--progress none`` (then on stderr)."""
+        if self.reporter.mode == "none":
+            print(text, file=sys.stderr, flush=True)
+        else:
+            self.reporter.message(text)
 
     def _resume_point(self) -> dict | None:
         """The checkpoint to resume from (None for a fresh run); sets ``self.log`` and ``self.last_epoch``."""

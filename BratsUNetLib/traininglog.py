@@ -17,8 +17,12 @@ from pathlib import Path
 
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import write_text_atomic
+from BratsUNetLib.inputfiles import require_regular_file
 
 BASE_COLUMNS = ("epoch", "loss", "lr", "val_loss")
+# A row is about 150 bytes: even a million epochs stay far below this; a larger file is not a log.
+MAX_LOG_BYTES = 256 * 2 ** 20
+MOVE_AWAY = "move it away (or delete it) to start the training over, or train into a new --output_dir"
 
 
 def dice_column(region: str) -> str:
@@ -37,23 +41,35 @@ class TrainingLog:
     def read(cls, path: str | Path, regions: Sequence[str]) -> TrainingLog:
         """Read an existing log (written by BratsUNet or by the original 3DUnetCNN).
 
-        Columns the log lacks (an original log has no Dice) are empty; unknown columns are dropped.
+        Columns the log lacks (an original log has no Dice) are empty; unknown columns are dropped. A file that
+        is not a log (binary, garbled, not a regular file, absurdly large) is a one-line BratsUNetError that
+        names it and says to move it away; the file itself is left as it is.
         """
         log = cls(path, regions)
+        require_regular_file(path, "Training log", MOVE_AWAY)
         try:
-            with open(path, newline="") as stream:
+            if Path(path).stat().st_size > MAX_LOG_BYTES:
+                raise BratsUNetError(f"Training log '{path}' is larger than {MAX_LOG_BYTES // 2 ** 20} MB, far more "
+                                     f"than a log of any run; {MOVE_AWAY}.")
+            with open(path, newline="", encoding="utf-8") as stream:
                 reader = csv.DictReader(stream)
                 header = tuple(reader.fieldnames or ())
                 if header[: len(BASE_COLUMNS)] != BASE_COLUMNS:
-                    raise BratsUNetError(f"'{path}' is not a training log (its columns are {', '.join(header) or 'none'}, "
+                    shown = ", ".join(header)
+                    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                    raise BratsUNetError(f"'{path}' is not a training log (its columns are {shown or 'none'}, "
                                          f"expected {','.join(BASE_COLUMNS)} first); move it away or choose "
                                          f"another --output_dir.")
                 for line, record in enumerate(reader, 2):
                     log.rows.append({column: _parse(record.get(column), column, path, line) for column in log.columns})
+                    log.rows[-1]["epoch"] = _epoch(log.rows[-1]["epoch"], path, line)
         except OSError as exc:
             raise BratsUNetError(f"Cannot read the training log '{path}': {exc.strerror or exc}.") from None
-        for row in log.rows:
-            row["epoch"] = int(row["epoch"])
+        except UnicodeDecodeError:
+            raise BratsUNetError(f"Training log '{path}' is not text (a binary file, or one overwritten by another "
+                                 f"program); {MOVE_AWAY}.") from None
+        except csv.Error as exc:  # NUL bytes, a field larger than csv's limit, ...
+            raise BratsUNetError(f"Training log '{path}' is garbled ({exc}); {MOVE_AWAY}.") from None
         return log
 
     @property
@@ -114,5 +130,14 @@ def _parse(text: str | None, column: str, path: str | Path, line: int) -> float 
     try:
         return float(text)
     except ValueError:
-        raise BratsUNetError(f"'{path}' line {line}: {column} value {text!r} is not a number; fix or remove the "
-                             f"training log to start over.") from None
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise BratsUNetError(f"Training log '{path}' line {line}: {column} value {shown!r} is not a number; fix "
+                             f"the line, or {MOVE_AWAY}.") from None
+
+
+def _epoch(value: float | None, path: str | Path, line: int) -> int:
+    """The epoch of a row: a whole number of 1 or more (NaN, infinite or empty epochs are not a log's)."""
+    if value is None or not math.isfinite(value) or value < 1 or value != int(value):
+        raise BratsUNetError(f"Training log '{path}' line {line}: the epoch {value} is not a whole number of 1 or "
+                             f"more; fix the line, or {MOVE_AWAY}.")
+    return int(value)

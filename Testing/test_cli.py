@@ -71,16 +71,22 @@ def test_user_error_exit_status_and_message_survive_the_quick_exit(tmp_path):
 
 @pytest.mark.parametrize("with_thread", [False, True])
 def test_quick_exit_runs_atexit_handlers_and_waits_for_running_threads(tmp_path, with_thread):
-    """exit_now skips interpreter finalization only: output is flushed, atexit handlers run, threads finish."""
+    """exit_now skips interpreter finalization only: output is flushed, atexit handlers run, threads finish.
+
+    The thread is held until the main thread has ended (joining the main thread returns once the interpreter
+    shuts down), so it is still running when exit_now looks, on any machine, and writes only if the process
+    then waits for it.
+    """
     program = (
-        "import atexit, pathlib, sys, threading, time\nfrom BratsUNetLib.cli import exit_now\n"
+        "import atexit, pathlib, sys, threading\nfrom BratsUNetLib.cli import exit_now\n"
         "folder = pathlib.Path(sys.argv[1])\n"
         "atexit.register(lambda: (folder / 'atexit').write_text('ran'))\n"
         "if sys.argv[2] == 'thread':\n"
-        "    threading.Thread(target=lambda: (time.sleep(0.5), (folder / 'thread').write_text('done'))).start()\n"
+        "    threading.Thread(target=lambda: (threading.main_thread().join(),\n"
+        "                                     (folder / 'thread').write_text('done'))).start()\n"
         "print('last line', end='')\nexit_now(3)\n")
     result = subprocess.run([sys.executable, "-c", program, str(tmp_path), "thread" if with_thread else "-"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=120)  # a hang guard
     assert result.returncode == 3
     assert result.stdout == "last line"
     assert (tmp_path / "atexit").read_text() == "ran"

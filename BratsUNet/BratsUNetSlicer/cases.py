@@ -166,13 +166,16 @@ def _segment_names(segmentation: Any) -> list[str]:
 
 def label_array(case: TrainingCase) -> np.ndarray:
     """The case's label as a BraTS 2020 label map on the FLAIR volume's grid, Slicer's (K, J, I) order."""
+    from BratsUNetSlicer.transaction import scratch_nodes
+
     reference = case.volumes["flair"]
     if case.label.IsA("vtkMRMLSegmentationNode"):
         content = case.label.GetSegmentation()
         masks = {}
         for i in range(content.GetNumberOfSegments()):
             region = segment_region(content.GetNthSegment(i).GetName())
-            mask = slicer.util.arrayFromSegmentBinaryLabelmap(case.label, content.GetNthSegmentID(i), reference)
+            with scratch_nodes(case.label.GetScene()):  # the export's temporary nodes leave nothing behind
+                mask = slicer.util.arrayFromSegmentBinaryLabelmap(case.label, content.GetNthSegmentID(i), reference)
             masks[region] = masks.get(region, False) | (mask > 0)
         labels = np.zeros(slicer.util.arrayFromVolume(reference).shape, dtype=np.uint8)
         for region in _PAINT_ORDER:

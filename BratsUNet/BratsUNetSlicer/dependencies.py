@@ -70,9 +70,11 @@ def device_argument(choice: str) -> str:
 def install(confirm: Callable[[str], bool]) -> bool:
     """Install what is missing after one ``confirm(message)``; False when the user declined.
 
-    Raises RuntimeError when an install fails (the panel shows it; nothing is half-configured because each
-    package manager installs atomically per package).
+    Raises :class:`~BratsUNetLib.errors.BratsUNetError` with one line when an install fails (the panel shows it;
+    nothing is half-configured because each package manager installs atomically per package).
     """
+    from BratsUNetLib.errors import BratsUNetError
+
     missing = missing_packages()
     if not missing:
         return True
@@ -85,21 +87,37 @@ def install(confirm: Callable[[str], bool]) -> bool:
         try:
             import PyTorchUtils
         except ImportError:
-            raise RuntimeError("BratsUNet needs the PyTorch extension to install torch; install 'PyTorch' from the "
+            raise BratsUNetError("BratsUNet needs the PyTorch extension to install torch; install 'PyTorch' from the "
                                "Extensions Manager and restart Slicer.") from None
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                         torchVersionRequirement=TORCH_REQUIREMENT) is None:
-            raise RuntimeError("Installing PyTorch failed; see the application log, or install it from the "
-                               "PyTorch module.")
+        try:
+            installed = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                                      torchVersionRequirement=TORCH_REQUIREMENT)
+        except Exception as exc:  # the extension's own failure, whatever its type
+            raise BratsUNetError(f"Installing PyTorch failed ({_first_line(exc)}); see the application log, or "
+                                 "install it from the PyTorch module.") from None
+        if installed is None:
+            raise BratsUNetError("Installing PyTorch failed; see the application log, or install it from the "
+                                 "PyTorch module.")
     requirements = [PIP_REQUIREMENTS[name] for name in missing if name in PIP_REQUIREMENTS]
     if requirements:
         pins = [f"{name}=={importlib.metadata.version(name)}" for name in PINNED if _installed(name)]
         with tempfile.TemporaryDirectory(prefix="BratsUNet-pip-") as folder:
             constraints = Path(folder) / "constraints.txt"
             constraints.write_text("\n".join(pins) + "\n")
-            slicer.util.pip_install([*requirements, "-c", str(constraints)])
+            try:
+                slicer.util.pip_install([*requirements, "-c", str(constraints)])
+            except Exception as exc:  # pip's failure (no network, no wheel, a conflict) as one line
+                raise BratsUNetError(f"Installing {', '.join(requirements)} failed ({_first_line(exc)}); check the "
+                                     "network connection and the application log, then try again.") from None
     importlib.invalidate_caches()
     return True
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's message as one short line (installers' messages are often pages long)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _installed(name: str) -> bool:

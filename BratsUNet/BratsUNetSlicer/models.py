@@ -70,16 +70,29 @@ class ModelRegistry:
     def describe(self, path: str | os.PathLike, config: str | os.PathLike = "") -> dict[str, Any]:
         """The checkpoint's description (``BratsUNetLib.checkpoint.load_model``), cached until the file changes.
 
-        Raises the library's CheckpointError / ConfigError with a one-line message for unusable files.
+        Raises the library's CheckpointError / ConfigError with a one-line message for unusable files, and for
+        a checkpoint whose stored config describes a network too big for this machine's memory: describing
+        builds the network in Slicer's own process, so its size is estimated from the config first
+        (:func:`check_network_size`) and Slicer never freezes or dies on a model file.
         """
         from BratsUNetLib.checkpoint import load_model
         from BratsUNetLib.errors import CheckpointError
 
+        from BratsUNetLib.inputfiles import require_regular_file
+
         path = Path(path)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise CheckpointError(f"The model file '{path}' does not exist; choose a checkpoint (.pth).")
+        # A named pipe or device would block Slicer's own process as soon as it is opened.
+        require_regular_file(path, "The model file", "choose a checkpoint (.pth)", error=CheckpointError)
+        if config:
+            from BratsUNetLib.errors import ConfigError
+
+            require_regular_file(config, "The model's config file", "choose the config (.json) it was trained with",
+                                 error=ConfigError)
         key = (str(path.resolve()), str(config or ""), path.stat().st_mtime)
         if key not in self._descriptions:
+            check_network_size(path, config)
             _network, description = load_model(path, config=config or None, device="cpu")
             self._descriptions[key] = description
         return self._descriptions[key]
@@ -89,3 +102,30 @@ class ModelRegistry:
         from BratsUNetLib.checkpoint import model_card
 
         return model_card(self.describe(path, config))
+
+
+def check_network_size(path: str | os.PathLike, config: str | os.PathLike = "") -> None:
+    """Refuse (:class:`~BratsUNetLib.errors.CheckpointError`, one line) a checkpoint whose network would not fit
+    in the free memory, from its stored config (or ``config`` for an original 3DUnetCNN checkpoint), before
+    anything is built. Files that cannot be read are left to the loader, which names what is wrong with them.
+    """
+    from BratsUNetLib.checkpoint import ORIGINAL_FORMAT, load_checkpoint
+    from BratsUNetLib.config import load_config
+    from BratsUNetLib.errors import BratsUNetError, CheckpointError
+    from BratsUNetLib.resources import check_network_memory
+
+    try:
+        content = load_checkpoint(path)
+        if content.get("format") == ORIGINAL_FORMAT:
+            block = load_config(config)["model"] if config else None
+        else:
+            stored = content.get("config")
+            block = stored.get("model") if isinstance(stored, dict) else None
+    except BratsUNetError:
+        return  # load_model raises the same error with its full explanation
+    if block is None:
+        return
+    try:
+        check_network_memory(block, source=f"The network of '{path}'")
+    except BratsUNetError as exc:
+        raise CheckpointError(str(exc)) from None

@@ -78,12 +78,58 @@ def guess_inputs(scene: Any) -> dict[str, Any]:
     return dict(best)
 
 
+# What a user calls the node classes a selector or a script may hand over by mistake (most specific first).
+_NODE_KINDS = (
+    ("vtkMRMLLabelMapVolumeNode", "a label map volume"),
+    ("vtkMRMLVectorVolumeNode", "a vector (multi-component) volume"),
+    ("vtkMRMLDiffusionTensorVolumeNode", "a diffusion tensor volume"),
+    ("vtkMRMLScalarVolumeNode", "a scalar volume"),
+    ("vtkMRMLSegmentationNode", "a segmentation"),
+    ("vtkMRMLModelNode", "a model (surface mesh)"),
+    ("vtkMRMLMarkupsNode", "a markups node"),
+    ("vtkMRMLTableNode", "a table"),
+    ("vtkMRMLTransformNode", "a transform"),
+)
+
+
+def describe_kind(node: Any) -> str:
+    """What kind of node ``node`` is, in words (``"a segmentation"``), or its class name."""
+    return next((words for cls, words in _NODE_KINDS if node.IsA(cls)), f"a {node.GetClassName()} node")
+
+
+def check_node_kind(node: Any, class_name: str, title: str, expected: str, fix: str) -> None:
+    """Raise :class:`ImageError` when ``node`` (a selector's value, None allowed) is not a ``class_name``.
+
+    ``title`` names the selector, ``expected`` the kind it takes in words, ``fix`` what to do; checked before
+    any work, so a wrong node never reaches a call that expects another kind.
+    """
+    if node is None:
+        return
+    if not hasattr(node, "IsA") or not hasattr(node, "GetName"):
+        raise ImageError(f"The {title} is {type(node).__name__!r}, not a node of the scene; {fix}.")
+    if not node.IsA(class_name) or (class_name == "vtkMRMLScalarVolumeNode" and not is_plain_scalar(node)):
+        raise ImageError(f"The {title} '{node.GetName()}' is {describe_kind(node)}, not {expected}; {fix}.")
+
+
+def is_plain_scalar(node: Any) -> bool:
+    """A scalar volume that is an image (not a label map, vector or tensor volume)."""
+    return node.IsA("vtkMRMLScalarVolumeNode") and not any(
+        node.IsA(cls) for cls in ("vtkMRMLLabelMapVolumeNode", "vtkMRMLVectorVolumeNode",
+                                  "vtkMRMLDiffusionTensorVolumeNode"))
+
+
 def check_volume(node: Any, title: str) -> None:
     """Raise :class:`ImageError` unless ``node`` is a non-empty 3-D scalar volume (``title`` names its role)."""
     if node is None:
         raise ImageError(f"No {title} volume is selected; choose one in the {title} selector.")
+    if not hasattr(node, "IsA"):
+        raise ImageError(f"The {title} input is {type(node).__name__!r}, not a volume node; choose a single 3-D "
+                         "MRI volume.")
     name = node.GetName()
-    if node.IsA("vtkMRMLVectorVolumeNode") or not node.IsA("vtkMRMLScalarVolumeNode"):
+    if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise ImageError(f"The {title} input '{name}' is {describe_kind(node)}, not an MRI volume; choose a single "
+                         f"3-D MRI volume in the {title} selector.")
+    if node.IsA("vtkMRMLVectorVolumeNode") or not is_plain_scalar(node):
         raise ImageError(f"The {title} input '{name}' is not a scalar volume (it has several components, e.g. a "
                          "4-D or colour image); choose a single 3-D MRI volume.")
     image = node.GetImageData()

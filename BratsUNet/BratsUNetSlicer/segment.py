@@ -3,7 +3,10 @@
 The inputs are checked, and exported where their files cannot be used as they are, before the job starts (a
 bad input fails at once, with nothing changed);
 the result is imported when the job ends, in the thread that polls it. The temporary folder is removed however
-the job ends. Cancelling leaves the scene exactly as it was: nothing is added before the result is imported.
+the job ends. A failed or cancelled job leaves the scene exactly as it was: the whole job is a
+:class:`~BratsUNetSlicer.transaction.SceneTransaction` (nodes it added are removed, nodes it refilled restored).
+A result the user edited since BratsUNet wrote it (its content digest, :data:`DIGEST_ATTRIBUTE`, changed) is
+never refilled: the new result goes to a new node, and ``job.result["note"]`` says so.
 The result records what made it (its input volumes as node references, the model's path as an attribute), so a
 corrected result can become a training case and be fine-tuned on (:mod:`BratsUNetSlicer.cases`).
 """
@@ -22,6 +25,7 @@ import slicer
 from BratsUNetLib.commands.segment import CHANNEL_FLAGS
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ImageError
 from BratsUNetSlicer import results, scene_io
+from BratsUNetSlicer.transaction import SceneTransaction, segmentation_digest
 from BratsUNetSlicer.worker import Job, WorkerClient
 
 TABLE_ROLE = "BratsUNetVolumes"
@@ -30,6 +34,8 @@ INPUT_ROLE = "BratsUNetInput"
 MODEL_ATTRIBUTE = "BratsUNet.Model"
 # Set on a result the user corrected and added to the training cases: it is a reference label from then on.
 TRAINING_LABEL_ATTRIBUTE = "BratsUNet.TrainingLabel"
+# The digest of the segments BratsUNet wrote into a result: another digest now means the user edited it.
+DIGEST_ATTRIBUTE = "BratsUNet.ResultDigest"
 
 
 @dataclass(frozen=True)
@@ -84,16 +90,26 @@ def check_output(segmentation: Any) -> None:
                              "BratsUNet result as the output.")
 
 
+def edited_since_written(segmentation: Any) -> bool:
+    """Whether ``segmentation`` (a BratsUNet result) holds other segments than the ones BratsUNet last wrote.
+
+    A result without a recorded digest (e.g. from an older version) counts as edited: refilling it could lose work.
+    """
+    written = segmentation.GetAttribute(DIGEST_ATTRIBUTE)
+    return not written or written != segmentation_digest(segmentation)
+
+
 def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str, channels: list[str],
           regions: list[str], options: SegmentationOptions, segmentation: Any = None, table: Any = None,
-          on_event: Callable[[dict], None] | None = None) -> Job:
+          on_event: Callable[[dict], None] | None = None, transaction: SceneTransaction | None = None) -> Job:
     """Start segmenting ``inputs`` (modality -> volume node) with the checkpoint ``model``.
 
     ``channels`` are the model's inputs in network order; the first one is the reference: the result lies on
     its grid. ``regions`` name the model's outputs (the probability maps). ``segmentation`` / ``table`` are
     refilled when given, else made (or found through the segmentation's references) when the result arrives.
     After the job, ``job.result`` holds the nodes under ``segmentation``, ``table`` and ``probabilities``
-    beside the worker's payload.
+    beside the worker's payload, and ``note`` when an edited ``segmentation`` was kept and a new node made.
+    ``transaction`` (made here when None) undoes the job's scene changes unless it succeeds.
     """
     check_channels(channels, model)
     check_inputs(inputs, channels)
@@ -105,8 +121,12 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
         if config:
             argv += ["--config", str(config)]
         flags = {dest: flag for dest, flag, *_ in CHANNEL_FLAGS}
+        exported: dict[str, str] = {}  # a temporary file's path -> the input it holds, for the worker's messages
         for name in channels:
-            argv += [flags[name], str(scene_io.input_file(inputs[name], folder / f"{name}.nii"))]
+            path = scene_io.input_file(inputs[name], folder / f"{name}.nii")
+            argv += [flags[name], str(path)]
+            if path.parent == folder:
+                exported[f"'{path}'"] = f"the {scene_io.MODALITY_TITLES[name]} input '{inputs[name].GetName()}'"
         labels_path, probabilities_path = folder / "labels.nii.gz", folder / "probabilities.nii.gz"
         argv += ["--output", str(labels_path), "--device", options.device, "--labels", options.scheme]
         if options.probability_maps:
@@ -119,15 +139,40 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
         shutil.rmtree(folder, ignore_errors=True)
         raise
 
+    transaction = transaction or SceneTransaction(reference.GetScene())
+
     def finish(job: Job) -> None:
+        for path, title in exported.items():  # the user knows the node, not the file it was exported to
+            if job.error:
+                job.error = job.error.replace(path, title)
         try:
             if job.state == "succeeded":
-                _import(job, reference, regions, options, segmentation, table, labels_path, probabilities_path)
-                _record_origin(job.result["segmentation"], inputs, model)
+                target, target_table = segmentation, table
+                if target is not None and edited_since_written(target):
+                    target, target_table = None, None  # the user's edits are kept; the result goes to a new node
+                for node in (target, target_table):
+                    transaction.keep(node)
+                if target is not None:
+                    for region in regions:
+                        transaction.keep(target.GetNodeReference(f"{results.PROBABILITY_ROLE}{region}"))
+                _import(job, reference, regions, options, target, target_table, labels_path, probabilities_path)
+                node = job.result["segmentation"]
+                _record_origin(node, inputs, model)
+                node.SetAttribute(DIGEST_ATTRIBUTE, segmentation_digest(node))
+                if segmentation is not None and target is None:
+                    job.result["note"] = (f"'{segmentation.GetName()}' was edited since BratsUNet filled it, so it "
+                                          f"is kept as it is; the new result is in '{node.GetName()}'.")
+                    if on_event is not None:
+                        on_event({"event": "message", "text": job.result["note"]})
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    return worker.submit(argv, on_event=on_event, on_finish=finish)
+    try:
+        with transaction.recording():
+            return worker.submit(argv, on_event=on_event, on_finish=transaction.guard(finish))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _import(job: Job, reference: Any, regions: list[str], options: SegmentationOptions, segmentation: Any,

@@ -24,6 +24,7 @@ from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import check_output_path, write_text_atomic
 from BratsUNetSlicer import cases, results, scene_io
 from BratsUNetSlicer.models import ModelRegistry
+from BratsUNetSlicer.transaction import SceneTransaction
 from BratsUNetSlicer.worker import Job, WorkerClient
 
 CONFIG_NAME = "bratsunet_slicer"
@@ -127,27 +128,35 @@ def fresh_folder(folder: str | Path, stem: str) -> Path:
 
 def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | Path, settings: TrainingSettings,
           *, resume: bool = False, pretrained: str = "", table: Any = None,
-          on_event: Callable[[dict], None] | None = None, registry: ModelRegistry | None = None) -> Job:
+          on_event: Callable[[dict], None] | None = None, registry: ModelRegistry | None = None,
+          transaction: SceneTransaction | None = None) -> Job:
     """Start training on the usable cases of ``found``; the last ``validation_cases`` of them validate.
 
     ``resume`` continues the run in ``folder``; otherwise ``folder`` must not hold a run yet. ``pretrained``
     fine-tunes from that checkpoint. ``table`` (made when None, once the checks passed) gets one row per epoch
     (a resumed run's earlier epochs first) and a chart: ``job.result["table"]``, ``job.result["chart"]``. When
     the job ends (success or cancel) the newest model is registered in ``registry`` and put in
-    ``job.result["model"]``.
+    ``job.result["model"]``. The scene changes (the table and chart, and their rows) are a
+    ``transaction`` (made here when None): a run that fails or is cancelled takes them away again and gives a
+    given ``table`` back its rows, so the scene is as it was; the checkpoints written stay on disk (Resume).
     """
     if not folder:
         raise BratsUNetError("Choose a folder for the training run (checkpoints and log are written there).")
     from BratsUNetLib.training_state import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
 
+    transaction = transaction or SceneTransaction(slicer.mrmlScene)
     folder = Path(folder)
     work_dir = folder / CONFIG_NAME
     config_path = check_output_path(folder / f"{CONFIG_NAME}.json")  # the folder can be made and written to
     if resume:
         if not (work_dir / MODEL_FILENAME).exists() or not config_path.exists():
             raise BratsUNetError(f"There is no training run to resume in '{folder}'; press Train to start one.")
-        config = json.loads(config_path.read_text())
-        config["training"]["n_epochs"] = settings.epochs
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config["training"]["n_epochs"] = settings.epochs
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise BratsUNetError(f"The training config '{config_path}' cannot be read ({type(exc).__name__}); "
+                                 "restore it, or start a new run in an empty folder.") from None
     else:
         if (work_dir / LOG_FILENAME).exists():
             raise BratsUNetError(f"'{folder}' already holds a training run; press Resume to continue it or choose "
@@ -157,9 +166,10 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
             listing = cases.describe_cases(found) or "no case found"
             raise BratsUNetError(f"Training needs more than {settings.validation_cases} usable case(s) (the "
                                  f"validation cases) and found {len(usable)}: {listing}.")
-        for case in usable:  # every case is checked before any is written
-            cases.check_case(case)
-        entries = [cases.export_case(case, folder / "cases") for case in usable]
+        with transaction.recording():  # whatever exporting puts in the scene goes if the run does not start
+            for case in usable:  # every case is checked before any is written
+                cases.check_case(case)
+            entries = [cases.export_case(case, folder / "cases") for case in usable]
         split = len(entries) - settings.validation_cases
         config = training_config(settings, entries[:split], entries[split:])
     write_text_atomic(config_path, json.dumps(config, indent=2))
@@ -167,12 +177,14 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
             "--device", settings.device]
     if pretrained and not resume:
         argv += ["--pretrained_model_filename", str(pretrained)]
-    if table is None:
-        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "BratsUNet training")
-    results.reset_training_table(table)
-    for event in logged_epochs(work_dir / LOG_FILENAME) if resume else []:
-        results.add_epoch_row(table, event)
-    chart = results.training_chart(table)
+    with transaction.recording():
+        transaction.keep(table)
+        if table is None:
+            table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "BratsUNet training")
+        results.reset_training_table(table)
+        for event in logged_epochs(work_dir / LOG_FILENAME) if resume else []:
+            results.add_epoch_row(table, event)
+        chart = results.training_chart(table)
 
     def handle(event: dict) -> None:
         if event.get("event") == "epoch":
@@ -188,6 +200,7 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
                     registry.add(model, trained_here=True)
                 job.result["model"] = str(model)
 
-    job = worker.submit(argv, on_event=handle, on_finish=finish)
+    with transaction.recording():
+        job = worker.submit(argv, on_event=handle, on_finish=transaction.guard(finish))
     job.result.update(table=table, chart=chart)
     return job

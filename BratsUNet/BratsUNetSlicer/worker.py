@@ -30,6 +30,7 @@ from typing import Any
 
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetSlicer import LIBRARY_PARENT
+from BratsUNetSlicer.messages import one_line
 
 # Exit codes of a job (BratsUNetLib.cli): 0 success, 2 user error (after an "error" event), 130 cancelled.
 EXIT_OK = 0
@@ -132,7 +133,7 @@ class Job:
         except Exception as exc:  # whatever goes wrong with the result must reach the caller as a message
             if not isinstance(exc, BratsUNetError):  # a bug rather than a user error: keep the traceback
                 log.exception("BratsUNet: handling the result of job %s failed", self.id)
-            self.state, self.error = "failed", str(exc)
+            self.state, self.error = "failed", one_line(str(exc)) or type(exc).__name__
 
 
 class WorkerClient:
@@ -160,20 +161,25 @@ class WorkerClient:
                on_finish: Callable[[Job], None] | None = None) -> Job:
         """Send ``argv`` (a ``bratsunet`` command line without the program name) as a new job."""
         if self.busy:
-            raise RuntimeError("The BratsUNet worker is already running a job; wait for it or cancel it.")
+            raise BratsUNetError("BratsUNet is already running a job; wait for it to finish or cancel it.")
         job = Job(f"{os.getpid()}-{next(self._ids)}", [str(a) for a in argv], on_event, on_finish, self._kill)
         self._job = job
         line = json.dumps({"job": job.id, "argv": job.argv}) + "\n"
-        for attempt in range(2):  # a worker that died since the last job is restarted once
-            process = self._ensure_process()
-            try:
-                process.stdin.write(line)
-                process.stdin.flush()
-                break
-            except OSError:
-                self._kill()
-                if attempt:
-                    raise
+        try:
+            for attempt in range(2):  # a worker that died since the last job is restarted once
+                process = self._ensure_process()
+                try:
+                    process.stdin.write(line)
+                    process.stdin.flush()
+                    break
+                except OSError:
+                    self._kill()
+                    if attempt:
+                        raise
+        except OSError as exc:  # the worker cannot be started (e.g. Python missing) or dies at once
+            self._job = None
+            raise BratsUNetError(f"The BratsUNet worker could not be started ({exc.strerror or exc}); check the "
+                                 "installation of the extension and the application log.") from None
         return job
 
     def close(self) -> None:
@@ -199,12 +205,13 @@ class WorkerClient:
         process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
                                    bufsize=1, env=env, **options)
-        threading.Thread(target=self._read_events, args=(process,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(process,), daemon=True).start()
+        stderr_reader = threading.Thread(target=self._read_stderr, args=(process,), daemon=True)
+        stderr_reader.start()
+        threading.Thread(target=self._read_events, args=(process, stderr_reader), daemon=True).start()
         self._process = process
         return process
 
-    def _read_events(self, process: subprocess.Popen) -> None:
+    def _read_events(self, process: subprocess.Popen, stderr_reader: threading.Thread) -> None:
         for line in process.stdout:
             job = self._job
             if job is None or not line.strip():
@@ -216,7 +223,9 @@ class WorkerClient:
             if isinstance(event, dict) and event.get("job") == job.id:
                 job._queue.put(event)
         returncode = process.wait()
-        time.sleep(0.05)  # let the stderr reader take the last lines that explain the exit
+        # The last lines on stderr explain the exit: wait until the reader has them all (end of the pipe). The
+        # timeout only covers a grandchild that keeps the pipe open after the worker died.
+        stderr_reader.join(timeout=10)
         job = self._job
         if job is not None and self._process is process:
             tail = " ".join(list(self._stderr_tail)[-3:])

@@ -40,13 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference segmentation, or a folder of them (BraTS layout <case>/<case>_seg.nii.gz)")
     parser.add_argument("--output", type=Path, default=None,
                         help="also write the results to this .json or .csv file")
+    parser.add_argument("--overwrite", action="store_true", help="replace the --output file if it exists")
     parser.add_argument("--labels", choices=("brats2020", "brats2021"), default="brats2020",
                         help="label convention: enhancing tumour is 4 (brats2020, default) or 3 (brats2021+)")
 
 
 def run(args: argparse.Namespace) -> int:
     from BratsUNetLib.events import ProgressReporter
-    from BratsUNetLib.fileio import check_output_path, write_text_atomic
+    from BratsUNetLib.fileio import check_not_inputs, check_output_path, write_text_atomic
     from BratsUNetLib.imageio import read_label, read_label_image
     from BratsUNetLib.labels import check_label_values, get_scheme
     from BratsUNetLib.metrics import mean_metrics, region_metrics
@@ -55,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.output.name.lower().endswith(OUTPUT_FORMATS):
             raise BratsUNetError(f"Output '{args.output}' must end in .json or .csv (the format is chosen by "
                                  "the extension).")
+        check_not_inputs({"--output": args.output}, {"--prediction": args.prediction, "--reference": args.reference})
         check_output_path(args.output)
+        if args.output.exists() and not args.overwrite:
+            raise BratsUNetError(f"--output '{args.output}' exists; pass --overwrite to replace it, or choose another "
+                                 "file name.")
     scheme = get_scheme(args.labels)
     allowed = (0, *scheme.labels)
     pairs, unmatched_predictions, unmatched_references = find_cases(args.prediction, args.reference)

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "quick experiments, the brain is scaled to fit)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed (default 0); case i is the same for a seed whatever --n-cases is")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace case files that exist (without it, nothing is written when any exists)")
     parser.add_argument("--left-handed", action="store_true",
                         help="store the images with a left-handed affine diag(-1, 1, 1) instead of BraTS's LPS "
                              "diag(-1, -1, 1); the anatomy stays at the same world positions")
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise BratsUNetError(f"--output '{output}' is a file; give a folder to write the cases into.")
     progress = ProgressReporter(args.progress)
     try:
-        case_dirs = generate_cohort(output, args.n_cases, shape, args.seed, args.left_handed, progress=progress)
+        case_dirs = generate_cohort(output, args.n_cases, shape, args.seed, args.left_handed, progress=progress,
+                                    overwrite=args.overwrite)
     finally:
         progress.close()
     progress.message(f"Wrote {len(case_dirs)} phantom case(s) of {shape[0]}×{shape[1]}×{shape[2]} voxels to {output}")

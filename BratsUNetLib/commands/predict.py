@@ -2,9 +2,16 @@
 
 Same flags and outputs as the original: ``<output_directory>/<name>.nii.gz`` holds the activated network
 outputs (float32, 4-D x,y,z,channels) on the first input's grid, ``<name>`` being the first input's file name
-up to its first dot. In addition ``--segment`` writes the label map ``<name>_seg.nii.gz`` (uint8): with the
-WT/TC/ET hierarchy as ORIGINAL.md §3 with ``--threshold``; for models whose channels are separate labels, the
-most probable label where any channel (``--sum``: the channels' sum) exceeds ``--threshold``.
+up to its first dot; where two cases would get one name (first images of the same name in different folders),
+both get their folder's name in front (:func:`BratsUNetLib.inference.prediction_names`). In addition
+``--segment`` writes the label map ``<name>_seg.nii.gz`` (uint8): with the WT/TC/ET hierarchy as ORIGINAL.md
+§3 with ``--threshold``; for models whose channels are separate labels, the most probable label where any
+channel (``--sum``: the channels' sum) exceeds ``--threshold``.
+
+Before any case is predicted the whole plan of outputs is checked: an output that is one of the config's
+inputs (e.g. ``--output_directory`` the case folder itself) is refused even with ``--overwrite``, and outputs that
+exist are listed unless ``--overwrite`` replaces them or ``--no_overwrite`` skips their cases (unlike the
+original, which replaced them silently).
 
 A BratsUNet checkpoint brings its own network and preprocessing; the config then only lists the cases. An
 original 3DUnetCNN checkpoint (bare weights) takes both from the config, as the original did.
@@ -37,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "sum of the channels is above the threshold")
     parser.add_argument("--use_contours", action="store_true",
                         help="for models trained with contour channels; not supported (an error)")
-    parser.add_argument("--no_overwrite", action="store_true", help="skip cases whose outputs exist")
+    parser.add_argument("--no_overwrite", action="store_true", help="skip cases whose outputs all exist")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace outputs that exist (without it, and without --no_overwrite, existing outputs "
+                             "are an error before any case is predicted)")
     parser.add_argument("--labels", choices=("brats2020", "brats2021"), default=None,
                         help="with --segment: enhancing tumour as 4 (brats2020) or 3 (brats2021+); default: as trained")
     parser.add_argument("--min-island-voxels", type=int, default=0, metavar="N",
@@ -66,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise BratsUNetError(f"{', '.join(given)} only change(s) the label maps; add --segment or leave "
                                  f"{'it' if len(given) == 1 else 'them'} out.")
+    if args.overwrite and args.no_overwrite:
+        raise BratsUNetError("--overwrite replaces existing outputs and --no_overwrite skips their cases; give one.")
     machine = machine_settings(args)
     threads, gpus = machine["n_workers"], machine["n_gpus"]
     if threads:  # 0 or absent: PyTorch's default (the original crashed on 0)
@@ -77,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                                min_island_voxels=args.min_island_voxels, sum_then_threshold=args.sum)
     reporter = ProgressReporter(args.progress)
     written = predict_group(args.config_filename, args.model_filename, args.group, args.output_directory,
-                            options=options, segment=args.segment, overwrite=not args.no_overwrite,
+                            options=options, segment=args.segment, overwrite=args.overwrite,
+                            skip_existing=args.no_overwrite,
                             device=device, reporter=reporter)
     reporter.close()
     reporter.emit("result", output_directory=str(args.output_directory), cases=written)

@@ -61,16 +61,27 @@ def run(args: argparse.Namespace) -> int:
     from BratsUNetLib.checkpoint import FORMAT, model_card
     from BratsUNetLib.errors import BratsUNetError
     from BratsUNetLib.events import ProgressReporter
+    from BratsUNetLib.fileio import check_not_inputs, finish_interrupted_writes, same_file
     from BratsUNetLib.inference import InferenceOptions, load_models, segment_case, write_result
 
     reporter = ProgressReporter(args.progress)
+    say = reporter.message if reporter.mode == "json" else print
+    images = {dest: getattr(args, dest) for dest, *_ in CHANNEL_FLAGS if getattr(args, dest)}
+    # An input is never an output, whatever --overwrite says: checked before anything else is looked at.
+    flags = {dest: flag for dest, flag, *_ in CHANNEL_FLAGS}
+    inputs = [(flags[dest], path) for dest, path in images.items()]
+    inputs += [("--model", path) for path in args.model] + [("--config", args.config)]
+    check_not_inputs({"--output": args.output, "--probabilities": args.probabilities}, inputs)
+    if args.probabilities and same_file(args.output, args.probabilities):
+        raise BratsUNetError("--output and --probabilities name the same file; give two file names.")
+    # A run stopped between writing the label map and the probabilities is finished first.
+    folders = [Path(path).parent for path in (args.output, args.probabilities) if path]
+    for message in finish_interrupted_writes(folders):
+        say(message)
     output = check_nifti_output(args.output, args.overwrite, "--output")
     probabilities = None
     if args.probabilities:
         probabilities = check_nifti_output(args.probabilities, args.overwrite, "--probabilities")
-        if probabilities.resolve() == output.resolve():
-            raise BratsUNetError("--output and --probabilities name the same file; give two file names.")
-    images = {dest: getattr(args, dest) for dest, *_ in CHANNEL_FLAGS if getattr(args, dest)}
     if not images:
         raise BratsUNetError("No input image given; pass --flair, --t1, --t1ce and --t2 "
                              "(or --t2f, --t1n, --t1c, --t2w).")
@@ -79,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
                                backend=args.backend)
 
     models = load_models(args.model, config=args.config, device=args.device)
-    say = reporter.message if reporter.mode == "json" else print
     for model in models:
         say(model_card(model.description))
     if args.config and all(model.description.get("format") == FORMAT for model in models):

@@ -74,17 +74,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, config_path: Path, output_dir: Path, machine: dict, device: str,
-                  hint: str) -> None:
-    """Train one config in ``<output_dir>/<config name>``; a cross-validation config trains each fold."""
+                  hint: str, checked: bool = False) -> None:
+    """Train one config in ``<output_dir>/<config name>``; a cross-validation config trains each fold.
+
+    The config first passes :func:`~BratsUNetLib.training_setup.check_training_config` (the checks
+    ``validate-config`` runs), before any file is written; the fold configs written from it are not checked again.
+    """
     from BratsUNetLib.cancel import CancelToken, stop_on_signals
     from BratsUNetLib.config import filename_groups, load_config
     from BratsUNetLib.crossval import write_fold_configs
+    from BratsUNetLib.devices import resolve_device
     from BratsUNetLib.errors import ConfigError
     from BratsUNetLib.events import ProgressReporter
     from BratsUNetLib.training import TrainingSettings, train
+    from BratsUNetLib.training_setup import check_training_config
 
     reporter = ProgressReporter(args.progress)
-    config = load_config(config_path)
+    if checked:
+        config = load_config(config_path)
+    else:
+        config = check_training_config(config_path, device=resolve_device(device), batch_size=args.batch_size).config
     work_dir = output_dir / config_path.name.split(".")[0]
     if "cross_validation" in config:
         if args.training_log_filename:
@@ -95,7 +104,7 @@ def _train_config(args: argparse.Namespace, config_path: Path, output_dir: Path,
         if not args.setup_crossval_only:
             for fold_path in fold_paths:
                 reporter.message(f"Training fold '{fold_path.stem}'.")
-                _train_config(args, fold_path, work_dir, machine, device, hint)
+                _train_config(args, fold_path, work_dir, machine, device, hint, checked=True)
         return
     if args.setup_crossval_only:
         raise ConfigError(f"--setup_crossval_only: '{config_path}' has no cross_validation block to set up; add "

@@ -295,3 +295,17 @@ def test_pickle_of_a_newer_protocol_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="is not a valid checkpoint"):
         load_checkpoint(path)
     assert not created.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_special_files_are_refused_before_they_are_opened(tmp_path, kind):
+    """torch.load would block on a FIFO with no writer and never finish reading /dev/zero."""
+    if kind == "fifo":
+        path = tmp_path / "model.pth"
+        os.mkfifo(path)
+        expected = "is a named pipe (FIFO), not a regular file"
+    else:
+        path, expected = "/dev/zero", "is a character device, not a regular file"
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"Checkpoint '{path}' {expected}; give the model file (.pth), e.g. model_best.pth."

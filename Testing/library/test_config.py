@@ -2,6 +2,8 @@
 
 import copy
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -351,3 +353,133 @@ def test_validate_config_command_json_mode_emits_one_result_line(tmp_path, capsy
     assert len(lines) == 1
     event = json.loads(lines[0])
     assert event["event"] == "result" and event["ok"] is False and len(event["problems"]) == 1
+
+
+# ------------------------------------------------------------ hostile values: validate-config == train
+
+def _nan_lr(config):
+    config["optimizer"]["lr"] = float("nan")
+
+
+def _infinite_lr(config):
+    config["optimizer"]["lr"] = float("inf")
+
+
+def _negative_lr(config):
+    config["optimizer"]["lr"] = -0.01
+
+
+def _bad_betas(config):
+    config["optimizer"]["betas"] = [0.9, 1.5]
+
+
+def _scheduler_factor(config):
+    config["scheduler"] = {"name": "ReduceLROnPlateau", "factor": 2.0}
+
+
+def _nan_deep_inside(config):
+    config["dataset"]["normalization_kwargs"] = {"channel_wise": True, "subtrahend": float("-inf")}
+
+
+def _undividable_shape(config):
+    config["dataset"]["desired_shape"] = [30, 32, 33]
+
+
+def _undividable_split_shape(config):
+    config["dataset"]["training"] = {"desired_shape": [18, 18, 18]}
+
+
+def _single_voxel_at_the_bottom(config):
+    config["dataset"]["desired_shape"] = [4, 4, 4]  # strides [1, 2, 2]: 1x1x1 at the deepest level
+
+
+def _labels_against_channels(config):
+    config["model"]["out_channels"] = 2  # three labels with the hierarchy give three channels
+
+
+HOSTILE_VALUES = [
+    (_nan_lr, "optimizer.lr: nan is not a finite number"),
+    (_infinite_lr, "optimizer.lr: inf is not a finite number"),
+    (_negative_lr, "optimizer.lr: -0.01 is not valid; expected a number of 0 or more"),
+    (_bad_betas, "optimizer.betas: [0.9, 1.5] is not valid"),
+    (_scheduler_factor, "scheduler.factor: 2.0 is not valid; expected a number between 0 and 1"),
+    (_nan_deep_inside, "dataset.normalization_kwargs.subtrahend: -inf is not a finite number"),
+    (_undividable_shape, "dataset.desired_shape: [30, 32, 33] cannot pass through the network: model.strides "
+                         "downsample the axes by [4, 4, 4], so each edge must be a multiple of its factor; the "
+                         "nearest valid shape is [32, 32, 32]"),
+    (_undividable_split_shape, "dataset.training.desired_shape: [18, 18, 18] cannot pass through the network"),
+    (_single_voxel_at_the_bottom, "dataset.desired_shape: [4, 4, 4] leaves a single voxel at the network's deepest "
+                                  "level"),
+    (_labels_against_channels, "model.out_channels is 2 but dataset.labels [2, 1, 4] with the label hierarchy "
+                               "gives 3 target channels"),
+]
+
+
+@pytest.mark.parametrize("spoil, expected", HOSTILE_VALUES, ids=[spoil.__name__ for spoil, _ in HOSTILE_VALUES])
+def test_validate_config_and_train_refuse_the_same_values_with_the_same_line(tmp_path, capsys, spoil, expected):
+    config = small_config()
+    spoil(config)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))  # Python writes NaN/Infinity, which Python's reader accepts
+    before = sorted(tmp_path.rglob("*"))
+
+    assert main(["validate-config", "--progress", "none", str(path)]) == 2
+    checked = capsys.readouterr().err.strip().splitlines()
+    assert main(["train", "--progress", "none", "--config_filename", str(path), "--nthreads", "0",
+                 "--ngpus", "0"]) == 2
+    trained = capsys.readouterr().err.strip().splitlines()
+
+    assert len(checked) == 1 and len(trained) == 1, (checked, trained)
+    assert checked[0].startswith("bratsunet validate-config: error: ") and expected in checked[0]
+    assert trained[0].startswith("bratsunet train: error: ") and expected in trained[0]
+    assert "Traceback" not in checked[0] + trained[0]
+    assert sorted(tmp_path.rglob("*")) == before  # train wrote nothing
+
+
+def test_load_config_refuses_nan_in_a_dict_too():
+    config = small_config()
+    config["optimizer"]["lr"] = float("nan")
+    with pytest.raises(ConfigError, match="optimizer.lr: nan is not a finite number"):
+        load_config(config)
+
+
+def test_a_shape_the_network_divides_and_one_without_strides_pass():
+    config = small_config()
+    config["dataset"]["desired_shape"] = [64, 96, 128]
+    assert validate_config(config) == []
+    config["model"] = {"name": "BasicUNet", "spatial_dims": 3, "in_channels": 4, "out_channels": 3}
+    config["dataset"]["desired_shape"] = [30, 30, 30]  # no strides given: the network's own check decides
+    assert validate_config(config) == []
+
+
+def test_deeply_nested_json_is_one_line_not_a_recursion_error(tmp_path):
+    too_deep = tmp_path / "deep.json"
+    too_deep.write_text("[" * 200_000 + "]" * 200_000)  # Python's reader gives up with RecursionError
+    with pytest.raises(ConfigError, match="nests its JSON too deeply to read"):
+        load_config(too_deep)
+    deep = tmp_path / "deeper_than_a_config.json"
+    config = small_config()
+    config["dataset"]["normalization_kwargs"] = json.loads("[" * 500 + "]" * 500)  # readable, but absurd
+    deep.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="dataset: nested more than 32 levels deep"):
+        load_config(deep)
+
+
+def test_a_huge_config_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from BratsUNetLib import config as config_module
+
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as stream:  # sparse: 17 MB that take no disk space
+        stream.truncate(17 * 2 ** 20)
+    monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("the huge file was read"))
+    with pytest.raises(ConfigError, match=r"is 17 MB; a config is a few kB"):
+        config_module.read_config_file(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_config_that_is_not_a_regular_file_is_refused_without_opening_it(tmp_path, kind):
+    path = tmp_path / "config.json"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    expected = "a named pipe (FIFO)" if kind == "fifo" else "a folder"
+    with pytest.raises(ConfigError, match=rf"is {re.escape(expected)}, not a regular file; give the path of"):
+        load_config(path)  # a FIFO would block here if it were opened

@@ -313,3 +313,110 @@ def test_a_probability_map_is_not_accepted_as_a_label(tmp_path):
 def test_voxel_spacing_is_the_length_of_each_axis():
     np.testing.assert_allclose(voxel_spacing(AFFINES["oblique"]), [0.8, 1.1, 2.5])
     assert voxel_spacing(AFFINES["LPS"]) == (1.0, 1.0, 1.0)
+
+
+# ------------------------------------------------------------------ hostile files: refused before they are read
+
+def _header_only_file(path, shape, dtype=np.float32):
+    """An uncompressed NIfTI file whose header claims ``shape`` but holds only a few bytes of voxels."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_sform(np.eye(4), code=1)
+    path.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * 1024)
+    return path
+
+
+def test_a_header_claiming_terabytes_is_refused_before_reading(tmp_path, monkeypatch):
+    path = _header_only_file(tmp_path / "huge.nii", (30000, 30000, 30000))
+    reads = []
+    monkeypatch.setattr(nib.Nifti1Image, "get_fdata", lambda *a, **k: reads.append(a))
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert reads == []  # refused from the header alone
+    assert message.startswith(f"Reading '{path}' (30000x30000x30000 voxels of float32) would need about ")
+    assert "TB of memory but" in message and "its header may be damaged" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("dtype", "message"), [
+    (np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]), r"is an RGB colour image \(voxels of R, G, B\)"),
+    (np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")]), "is an RGB colour image"),
+    (np.complex64, r"is a complex-valued image \(complex64\).*give the magnitude image"),
+])
+def test_non_scalar_images_are_refused_by_name(tmp_path, dtype, message):
+    path = tmp_path / "colour.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), dtype=dtype), np.eye(4)), path)
+    with pytest.raises(ImageError, match=message) as info:
+        read_image(path)
+    assert str(path) in str(info.value) and "not a scalar image" in str(info.value)
+
+
+def test_structured_voxels_other_than_colour_are_refused():
+    with pytest.raises(ImageError, match=r"is an image of structured voxels \(voxels of a, b\)"):
+        imageio._check_scalar(np.dtype([("a", "f4"), ("b", "f4")]), "x.nii")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_special_files_are_refused_before_they_are_opened(tmp_path, kind):
+    """A FIFO with no writer would block a read for ever, /dev/zero would never end: refused unopened."""
+    import os
+
+    if kind == "fifo":
+        path = tmp_path / "flair.nii.gz"
+        os.mkfifo(path)
+        expected = "is a named pipe (FIFO), not a regular file"
+    elif kind == "device":
+        path, expected = "/dev/zero", "is a character device, not a regular file"
+    else:
+        path = tmp_path / "flair.nii.gz"
+        path.mkdir()
+        expected = "is a folder, not a regular file"
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    assert str(info.value) == f"Image file '{path}' {expected}; give a NIfTI file (.nii or .nii.gz)."
+
+
+def test_a_file_without_orientation_is_read_with_the_fallback_affine_and_a_warning(tmp_path, caplog):
+    """The documented rule (module docstring): qform and sform codes 0 -> nibabel's fallback affine, one warning."""
+    image = nib.Nifti1Image(np.arange(64, dtype=np.float32).reshape(4, 4, 4), None)
+    image.header.set_zooms((2.0, 3.0, 4.0))
+    assert int(image.header["sform_code"]) == int(image.header["qform_code"]) == 0
+    path = tmp_path / "no_orientation.nii.gz"
+    nib.save(image, path)
+    with caplog.at_level("WARNING", logger="BratsUNetLib.imageio"):
+        read = read_image(path)
+    np.testing.assert_allclose(read.affine, nib.load(path).header.get_base_affine())
+    assert read.spacing == (2.0, 3.0, 4.0)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1 and "no_orientation.nii.gz" in warnings[0]
+    assert "qform and sform codes are 0" in warnings[0] and "voxel size 2x3x4 mm" in warnings[0]
+
+
+def test_a_file_with_an_orientation_gives_no_warning(tmp_path, caplog):
+    path = write_image(tmp_path / "oriented.nii.gz", np.ones((4, 4, 4)), np.eye(4))
+    with caplog.at_level("WARNING", logger="BratsUNetLib.imageio"):
+        read_image(path)
+    assert caplog.records == []
+
+
+def test_axis_codes_of_a_fifo_are_refused_unopened(tmp_path):
+    import os
+
+    path = tmp_path / "flair.nii.gz"
+    os.mkfifo(path)
+    with pytest.raises(ImageError, match=r"is a named pipe \(FIFO\), not a regular file"):
+        imageio.read_axis_codes(path)
+
+
+def test_header_repairs_are_one_warning_line_for_a_usable_file(tmp_path, caplog):
+    """nibabel prints each header repair on its own line; a usable file gets one line naming it instead."""
+    path = write_image(tmp_path / "repaired.nii", np.arange(64, dtype=np.float32).reshape(4, 4, 4), np.eye(4))
+    data = bytearray(path.read_bytes())
+    data[0:4] = (0).to_bytes(4, "little")  # sizeof_hdr, which nibabel resets to 348
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        read_image(path)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 1, messages
+    assert "repaired.nii' has a damaged header that nibabel repaired (sizeof_hdr should be 348" in messages[0]

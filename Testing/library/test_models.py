@@ -73,3 +73,27 @@ def test_value_rejected_by_the_constructor_is_a_one_line_config_error():
 def test_deep_supervision_is_refused():
     with pytest.raises(ConfigError, match="deep_supervision: true is not supported"):
         build_network({**SMALL_MODEL, "deep_supervision": True})
+
+
+def test_a_network_too_big_for_memory_is_refused_before_its_constructor_runs(monkeypatch):
+    """The size check of BratsUNetLib.resources runs first; details in test_resources.py."""
+    import BratsUNetLib.models as models
+
+    built = []
+    real = models.allowed_names
+    monkeypatch.setattr(models, "allowed_names", lambda kind: built.append(kind) or real(kind))
+    with pytest.raises(ConfigError, match=r"^model: DynUNet with filters \[100000, 200000, 400000\] has about "):
+        build_network({**SMALL_MODEL, "filters": [100_000, 200_000, 400_000]})
+    assert "network" not in built
+
+
+def test_an_allocation_that_fails_anyway_is_a_one_line_config_error(monkeypatch):
+    import BratsUNetLib.models as models
+
+    def out_of_memory(**kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(models, "allowed_names", lambda kind: {"DynUNet": out_of_memory})
+    with pytest.raises(ConfigError, match=r"^model: DynUNet is too big for the memory of this machine; use a "
+                                          r"smaller network \(fewer filters/channels\)\.$"):
+        build_network(SMALL_MODEL)

@@ -197,3 +197,29 @@ def test_missing_template_package_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(phantom_anatomy.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BratsUNetError, match="pip install nilearn"):
         phantom_anatomy._template_folder()
+
+
+def test_phantom_command_refuses_a_shape_larger_than_memory_before_allocating(tmp_path, capsys):
+    status = cli.main(["phantom", "--output", str(tmp_path / "out"), "--n-cases", "1", "--shape", "100000",
+                       "100000", "100000", "--progress", "none"])
+    error = capsys.readouterr().err.strip()
+    assert status == cli.EXIT_USER_ERROR and len(error.splitlines()) == 1
+    assert "A phantom of 100000×100000×100000 voxels would need about" in error and "give a smaller --shape" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_phantom_command_replaces_existing_cases_only_with_overwrite(tmp_path, capsys):
+    output = tmp_path / "out"
+    flair = output / "BraTS20_Phantom_002" / "BraTS20_Phantom_002_flair.nii.gz"
+    flair.parent.mkdir(parents=True)
+    flair.write_bytes(b"the user's own image")
+    argv = ["phantom", "--output", str(output), "--n-cases", "2", "--shape", "32", "32", "32", "--progress", "none"]
+
+    assert cli.main(argv) == cli.EXIT_USER_ERROR
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"'{flair}'" in error and "pass --overwrite" in error
+    assert flair.read_bytes() == b"the user's own image"
+    assert sorted(p.name for p in output.rglob("*")) == [flair.parent.name, flair.name]  # nothing else written
+
+    assert cli.main([*argv, "--overwrite"]) == 0
+    np.testing.assert_array_equal(np.asarray(nib.load(flair).dataobj), generate_case((32, 32, 32), (0, 2)).images["flair"])

@@ -108,7 +108,10 @@ def test_original_state_dict_gives_the_same_predictions_and_no_overwrite_skips(s
     os.utime(output, ns=(0, 0))
     assert predict(setup, tmp_path / "a", "--group", "bratsvalidation", "--no_overwrite") == 0
     assert output.stat().st_mtime_ns == 0
-    assert predict(setup, tmp_path / "a", "--group", "bratsvalidation") == 0
+    # Without --overwrite an existing output is an error before any work; with it the output is replaced.
+    assert predict(setup, tmp_path / "a", "--group", "bratsvalidation") == 2
+    assert output.stat().st_mtime_ns == 0
+    assert predict(setup, tmp_path / "a", "--group", "bratsvalidation", "--overwrite") == 0
     assert output.stat().st_mtime_ns > 0
 
 

@@ -81,7 +81,7 @@ def test_training_curves_reject_unusable_logs(tmp_path):
         plot_training_curves(_write_log(tmp_path / "empty.csv", "epoch,loss,lr,val_loss", []), tmp_path / "a.png")
     with pytest.raises(BratsUNetError, match="not a training log"):
         plot_training_curves(_write_log(tmp_path / "other.csv", "a,b", ["1,2"]), tmp_path / "b.png")
-    with pytest.raises(BratsUNetError, match="Cannot read"):
+    with pytest.raises(BratsUNetError, match="missing.csv.* does not exist; check the path"):
         plot_training_curves(tmp_path / "missing.csv", tmp_path / "c.png")
     assert not list(tmp_path.glob("*.png"))
 

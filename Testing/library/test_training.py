@@ -4,18 +4,18 @@ import copy
 import csv
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
-from BratsUNetLib import cli
+from BratsUNetLib import cancel, cli
 from BratsUNetLib.cancel import CancelToken, stop_on_signals
 from BratsUNetLib.checkpoint import load_checkpoint
 from BratsUNetLib.data import Case
@@ -396,33 +396,56 @@ def test_distributed_training_with_two_processes_under_torchrun(cohort, tmp_path
 
 # ------------------------------------------------------------------------------------------------- signals
 
-def test_signal_handlers_set_the_token_and_are_restored():
+def test_signal_handlers_set_the_token_and_are_restored(monkeypatch):
+    """``signal.raise_signal`` runs the handler before it returns (``os.kill`` of this process may land on
+    another thread a moment later), and the clock that tells one request from a second Ctrl-C is the test's:
+    the verdict does not depend on how fast the lines run."""
+    clock = [1000.0]
+    monkeypatch.setattr(cancel, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     before = signal.getsignal(signal.SIGINT)
     token = CancelToken()
     with stop_on_signals(token, "stopping"):
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
         assert token.cancelled and token.reason == "SIGTERM"
-        os.kill(os.getpid(), signal.SIGINT)  # arriving together with the first: not a second request
+        clock[0] += cancel.REPEAT_SECONDS
+        signal.raise_signal(signal.SIGINT)  # arriving together with the first: not a second request
+        clock[0] += 0.001
+        with pytest.raises(KeyboardInterrupt):  # later: an impatient user, stop at once
+            signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ``python -m BratsUNetLib ARGV``, held right after it reports epoch 1 (saved) until a line comes on stdin: the
+# signal then always arrives between epochs 1 and 2, however fast the machine runs the training.
+HELD_AFTER_FIRST_EPOCH = (
+    "import sys\n"
+    "from BratsUNetLib.cli import run_console\n"
+    "from BratsUNetLib.events import ProgressReporter\n"
+    "real_emit = ProgressReporter.emit\n"
+    "def emit(self, event, **fields):\n"
+    "    real_emit(self, event, **fields)\n"
+    "    if event == 'epoch' and fields['epoch'] == 1:\n"
+    "        sys.stdin.readline()\n"
+    "ProgressReporter.emit = emit\n"
+    "run_console()\n")
 
 
 def test_sigint_stops_the_command_after_the_current_step_with_a_resume_hint(cohort, tmp_path):
     config_path = tmp_path / "long.json"
-    config_path.write_text(json.dumps(make_config(cohort, n_epochs=1000)))
-    process = subprocess.Popen([sys.executable, "-m", "BratsUNetLib", "train", "--config_filename", str(config_path),
-                                "--progress", "json", "--nthreads", "1", "--device", "cpu"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    config_path.write_text(json.dumps(make_config(cohort, n_epochs=3)))
+    process = subprocess.Popen([sys.executable, "-c", HELD_AFTER_FIRST_EPOCH, "train", "--config_filename",
+                                str(config_path), "--progress", "json", "--nthreads", "1", "--device", "cpu"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in process.stdout:
-            if json.loads(line)["event"] == "epoch":
-                break
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        epochs = (json.loads(line) for line in process.stdout)
+        assert any(event["event"] == "epoch" for event in epochs), process.stderr.read()[-2000:]
+        process.send_signal(signal.SIGINT)  # the run waits for stdin: the handler runs before it goes on
+        _, stderr = process.communicate("go on\n", timeout=120)  # a hang guard only
     finally:
         process.kill()
     assert process.returncode == cli.EXIT_CANCELLED
-    assert "Training stopped after epoch" in stderr and f"--config_filename {config_path}" in stderr
+    assert "Training stopped after epoch 1" in stderr and f"--config_filename {config_path}" in stderr
     assert "Traceback" not in stderr
     saved = load_checkpoint(tmp_path / "long" / "model.pth")
-    assert saved["extra"]["interrupted"] is True
-    assert len(log_rows(tmp_path / "long")) == saved["epoch"] + 1
+    assert saved["extra"]["interrupted"] is True and saved["epoch"] == 1
+    assert len(log_rows(tmp_path / "long")) == 2  # the header and epoch 1

@@ -22,6 +22,9 @@ CASE_SHAPE = (32, 32, 32)
 TINY_CONFIG = tiny_config(16, test_input=0)
 # The kinds of bad input each matrix (command line, Slicer logic) must cover.
 BAD_INPUT_KINDS = ("image", "geometry", "model", "label", "config", "checkpoint", "output")
+# The command line has two more: training logs (read when a run resumes) and the arguments of demo and phantom,
+# which have no counterpart in the Slicer module.
+COMMAND_LINE_KINDS = (*BAD_INPUT_KINDS, "log", "argument")
 
 
 def save_nifti(path: Path, array: np.ndarray, affine: np.ndarray, dtype=np.float32) -> Path:

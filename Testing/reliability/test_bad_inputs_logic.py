@@ -10,6 +10,7 @@ that the call would have written exists.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ class BadCall:
     fix: str  # a fragment of the suggested fix
     forbidden: list[Path] = field(default_factory=list)  # files that must not exist afterwards
     kept: tuple[Any, list[str]] | None = None  # a segmentation node and the segments it must keep
+    cleanup: Callable[[], None] | None = None  # ends what the row started (e.g. a held job)
 
 
 class Context:
@@ -273,6 +275,130 @@ def existing_user_segmentation(ctx: Context) -> BadCall:
     return BadCall(call, "'my corrected tumour'", "Create new", kept=(node, ["tumour"]))
 
 
+# ------------------------------------------------------------------------------- library-level, in Slicer
+
+def huge_network_checkpoint(ctx: Context) -> BadCall:
+    """A small checkpoint whose stored config describes a network of terabytes: refused before it is built in
+    Slicer's own process (which would freeze or die)."""
+    import torch
+
+    payload = torch.load(ctx.models["model"], weights_only=True)
+    payload["config"]["model"]["filters"] = [2 ** 20 * (level + 1)
+                                             for level in range(len(payload["config"]["model"]["filters"]))]
+    path = ctx.folder / "huge.pth"
+    torch.save(payload, path)
+    return BadCall(ctx.segment(model=path), str(path), "use a smaller network")
+
+
+def model_file_is_a_fifo(ctx: Context) -> BadCall:
+    """A named pipe would block Slicer as soon as it is opened: refused by its kind, never opened."""
+    path = ctx.folder / "model.pth"
+    os.mkfifo(path)
+    return BadCall(ctx.segment(model=path), str(path), "not a regular file")
+
+
+def config_file_is_a_fifo(ctx: Context) -> BadCall:
+    path = ctx.folder / "config.json"
+    os.mkfifo(path)
+    return BadCall(ctx.segment(model=ctx.models["original"], config=path), str(path), "not a regular file")
+
+
+def values_overflowing_in_normalisation(ctx: Context) -> BadCall:
+    """Finite float32 voxels near 3e38: their mean and spread overflow to inf/NaN when normalised, which must
+    not give an empty segmentation that looks like a result."""
+    flair = ctx.array("flair")
+    flair[flair > 0] = np.float32(3e38)
+    flair[0, 0, 0] = np.float32(-3e38)
+    node = ctx.volume(flair, "flair_huge_values")
+    return BadCall(ctx.segment(flair=node), "the FLAIR input 'flair_huge_values'", "rescale the image")
+
+
+# ---------------------------------------------------------------------------------------- wrong node kinds
+
+def segmentation_as_input_volume(ctx: Context) -> BadCall:
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "tumour outline")
+    return BadCall(ctx.segment(flair=node), "'tumour outline'", "choose a single 3-D MRI volume")
+
+
+def label_map_as_input_volume(ctx: Context) -> BadCall:
+    node = ctx.label()
+    return BadCall(ctx.segment(t1=node), "'BraTS20_Training_007_seg'", "choose a single 3-D MRI volume")
+
+
+def model_node_as_input_volume(ctx: Context) -> BadCall:
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLModelNode", "brain surface")
+    return BadCall(ctx.segment(t2=node), "'brain surface'", "choose a single 3-D MRI volume")
+
+
+def volume_as_output_segmentation(ctx: Context) -> BadCall:
+    def call():
+        return ctx.logic.segment(**ctx.volumes, model=str(ctx.models["model"]),
+                                 outputSegmentation=ctx.volumes["t2"], device="cpu", wait=True)
+
+    return BadCall(call, "'BraTS20_Training_007_t2'", "Create new Segmentation")
+
+
+def segmentation_as_volumes_table(ctx: Context) -> BadCall:
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "not a table")
+
+    def call():
+        return ctx.logic.segment(**ctx.volumes, model=str(ctx.models["model"]), volumesTable=node, device="cpu",
+                                 wait=True)
+
+    return BadCall(call, "'not a table'", "Create new Table")
+
+
+def volume_as_corrected_segmentation(ctx: Context) -> BadCall:
+    call = lambda: ctx.logic.fineTuneOnCorrectedCase(ctx.volumes["flair"], str(ctx.folder / "run"))  # noqa: E731
+    return BadCall(call, "'BraTS20_Training_007_flair'", "choose the BratsUNet result you corrected",
+                   forbidden=[ctx.folder / "run"])
+
+
+def output_is_a_corrected_training_case(ctx: Context) -> BadCall:
+    """A result the user corrected and added as a training case is never refilled by a new run."""
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "corrected result")
+    node.GetSegmentation().AddEmptySegment("NecroticTumorCore", "Necrotic tumor core")
+    table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "corrected result volumes")
+    node.SetNodeReferenceID("BratsUNetVolumes", table.GetID())
+    node.SetAttribute("BratsUNet.TrainingLabel", "true")
+
+    def call():
+        return ctx.logic.segment(**ctx.volumes, model=str(ctx.models["model"]), outputSegmentation=node,
+                                 device="cpu", wait=True)
+
+    return BadCall(call, "'corrected result'", "Create new Segmentation", kept=(node, ["Necrotic tumor core"]))
+
+
+# ------------------------------------------------------------------------------------------------ session
+
+def busy_logic(ctx: Context) -> BadCall:
+    """A second job while one runs (a stand-in worker holds the first until it is cancelled)."""
+    import sys
+
+    from BratsUNetSlicer.worker import WorkerClient
+
+    held = WorkerClient([sys.executable, str(Path(__file__).parents[1] / "slicer" / "fake_worker.py")])
+    job = held.submit(["hang"])
+    while not job.events:  # the held worker's first message: it is running now
+        assert not job.poll(timeout=None), job.error
+    ctx.monkeypatch.setattr(ctx.logic, "worker", held)
+    return BadCall(ctx.segment(), "already running a job", "cancel it", cleanup=held.close)
+
+
+def failed_dependency_install(ctx: Context) -> BadCall:
+    """pip fails (no network, no wheel): one line, not pip's pages, and not a RuntimeError."""
+    from BratsUNetSlicer import dependencies
+
+    def failing_pip(requirements):
+        raise RuntimeError("Command '['pip', 'install', 'monai>=1.4,<2']' returned non-zero exit status 1.\n"
+                           "ERROR: No matching distribution found for monai")
+
+    ctx.monkeypatch.setattr(dependencies, "missing_packages", lambda: ["monai"])
+    ctx.monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text: True, raising=False)
+    ctx.monkeypatch.setattr(slicer.util, "pip_install", failing_pip, raising=False)
+    return BadCall(ctx.segment(), "monai", "try again")
+
+
 @dataclass(frozen=True)
 class Row:
     kind: str
@@ -307,31 +433,59 @@ ROWS = [
     Row("output", training_folder_not_writable),
     Row("output", full_disk_while_exporting),
     Row("output", existing_user_segmentation),
+    Row("checkpoint", huge_network_checkpoint),
+    Row("checkpoint", model_file_is_a_fifo),
+    Row("config", config_file_is_a_fifo),
+    Row("image", values_overflowing_in_normalisation),
+    Row("node", segmentation_as_input_volume),
+    Row("node", label_map_as_input_volume),
+    Row("node", model_node_as_input_volume),
+    Row("node", volume_as_output_segmentation),
+    Row("node", segmentation_as_volumes_table),
+    Row("node", volume_as_corrected_segmentation),
+    Row("output", output_is_a_corrected_training_case),
+    Row("session", busy_logic),
+    Row("session", failed_dependency_install),
 ]
+# Kinds only the Slicer module has: a selector holding the wrong kind of node, and the session's state.
+SLICER_KINDS = {"node", "session"}
 
 
 def _node_ids(scene) -> list[str]:
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
 
 
+def _hashes(paths) -> dict[str, str]:
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
 def test_every_kind_has_rows():
-    assert {row.kind for row in ROWS} == set(BAD_INPUT_KINDS)
+    assert {row.kind for row in ROWS} == set(BAD_INPUT_KINDS) | SLICER_KINDS
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.id)
 def test_bad_input_is_one_exception_and_the_scene_is_unchanged(row, scene, logic, case_files, models, tmp_path,
                                                                monkeypatch, restore_permissions):
+    from BratsUNetSlicer.transaction import scene_state
+
     ctx = Context(tmp_path, case_files, models, logic, monkeypatch)
+    inputs_before = _hashes([*case_files.values(), *models.values()])
     bad = row.build(ctx)
-    nodes_before, files_before = _node_ids(scene), snapshot(tmp_path)
-    with pytest.raises(BratsUNetError) as raised:
-        bad.call()
+    nodes_before, state_before, files_before = _node_ids(scene), scene_state(scene), snapshot(tmp_path)
+    try:
+        with pytest.raises(BratsUNetError) as raised:
+            bad.call()
+    finally:
+        if bad.cleanup is not None:
+            bad.cleanup()
     message = str(raised.value)
     assert "\n" not in message and "Traceback" not in message, message
     assert bad.names in message, f"the message does not name {bad.names!r}: {message}"
     assert bad.fix in message, f"the message does not suggest {bad.fix!r}: {message}"
     assert _node_ids(scene) == nodes_before, "the scene changed"
+    assert scene_state(scene) == state_before, "a node's name or content changed"
     assert snapshot(tmp_path) == files_before, "files were written"
+    assert _hashes([*case_files.values(), *models.values()]) == inputs_before, "an input file changed"
     assert leftovers(tmp_path) == []
     for path in bad.forbidden:
         assert not path.exists(), f"{path} was created"

@@ -112,7 +112,7 @@ def test_report_written_to_a_full_disk_in_a_real_process(tmp_path, case_files):
         builtins.open = io.open = full_open
         from BratsUNetLib.cli import main
         sys.exit(main(["evaluate", "--prediction", {str(case_files["seg"])!r}, "--reference",
-                       {str(case_files["seg"])!r}, "--output", {str(output)!r}]))
+                       {str(case_files["seg"])!r}, "--output", {str(output)!r}, "--overwrite"]))
     """)
     result = run_python(["-c", program], timeout=120)
     stderr = result.stderr

@@ -5,7 +5,8 @@ The job's first argument chooses what it does:
 - ``events N``: ``start``, N ``progress`` events, a ``message`` and a ``result``, then ``done`` 0.
 - ``fail``: an ``error`` event with a one-line message, then ``done`` 2.
 - ``crash``: a line on stderr, then the process dies without finishing the job.
-- ``hang``: starts a child process, reports both process ids in a ``message``, then never finishes.
+- ``hang``: starts a child process, reports both process ids in a ``message``, then never finishes: both stay
+  held (no clock) until they are killed or the client goes away, so "still running" holds on any machine.
 - ``segment --model M ... --flair F ... --output L``: writes a label map on F's grid (a cube of each BraTS
   label; moved 1000 mm away when M's name contains "shifted") and reports its volumes, like
   ``bratsunet segment``.
@@ -18,7 +19,11 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+# The child of ``hang``: blocked until the worker's stdin (which it inherits and never reads) has no writer left,
+# i.e. until the client is gone. Killing the worker alone does not end it: only the kill of the whole process
+# group that Cancel does, which is what the test checks.
+HELD_CHILD = "import select; poll = select.poll(); poll.register(0, 0); poll.poll()"
 
 
 def emit(job: str, event: str, **fields) -> None:
@@ -69,9 +74,10 @@ def main() -> None:
             sys.stderr.flush()
             os._exit(3)
         elif kind == "hang":
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            child = subprocess.Popen([sys.executable, "-c", HELD_CHILD])
             emit(job, "message", text=json.dumps({"worker": os.getpid(), "child": child.pid}))
-            time.sleep(600)
+            sys.stdin.read()  # held: the client sends nothing while a job runs; end-of-file when it is gone
+            return
         elif kind == "segment":
             fake_segment(job, argv)
             emit(job, "done", exit_code=0)

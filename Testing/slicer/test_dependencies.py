@@ -90,3 +90,30 @@ def test_detected_device_names_the_device_and_torch_version():
     text = dependencies.detected_device()
     assert text.endswith(f"torch {importlib.metadata.version('torch')}")
     assert text.startswith("CUDA GPU" if torch.cuda.is_available() else "CPU")
+
+
+def test_a_failed_pip_install_is_one_line_bratsuneterror(missing, installers, monkeypatch):
+    from BratsUNetLib.errors import BratsUNetError
+
+    def failing_pip_install(requirements):
+        raise RuntimeError("pip failed\nERROR: Could not find a version that satisfies the requirement monai\n...")
+
+    monkeypatch.setattr(slicer.util, "pip_install", failing_pip_install)
+    missing.add("monai")
+    with pytest.raises(BratsUNetError) as raised:
+        dependencies.install(lambda text: True)
+    assert "\n" not in str(raised.value) and "monai" in str(raised.value) and "try again" in str(raised.value)
+
+
+def test_a_failed_torch_install_is_one_line_bratsuneterror(missing, installers, monkeypatch):
+    from BratsUNetLib.errors import BratsUNetError
+
+    class FailingLogic:
+        def installTorch(self, askConfirmation, torchVersionRequirement):
+            raise ValueError("no wheel\nfor this platform")
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=FailingLogic))
+    missing.add("torch")
+    with pytest.raises(BratsUNetError) as raised:
+        dependencies.install(lambda text: True)
+    assert "\n" not in str(raised.value) and "Installing PyTorch failed" in str(raised.value)

@@ -9,6 +9,7 @@ import pytest
 import slicer
 from BratsUNetSlicer import results, scene_io, segment
 from BratsUNetSlicer.worker import WorkerClient
+from jobwait import finish, wait_until
 
 from BratsUNetLib.errors import ImageError
 
@@ -175,7 +176,7 @@ def test_a_run_imports_the_segmentation_and_a_table_matching_the_voxel_counts(sc
     try:
         job = segment.start(worker, inputs, "model.pth", "", CHANNELS, ["WT", "TC", "ET"],
                             segment.SegmentationOptions(), on_event=seen.append)
-        job.wait(timeout=60)
+        finish(job)
     finally:
         worker.close()
     assert job.state == "succeeded", job.error
@@ -200,7 +201,7 @@ def test_a_result_that_misses_the_input_fails_with_a_message_and_adds_nothing(sc
     try:
         job = segment.start(worker, inputs, "shifted.pth", "", CHANNELS, ["WT", "TC", "ET"],
                             segment.SegmentationOptions())
-        job.wait(timeout=60)
+        finish(job)
     finally:
         worker.close()
     assert job.state == "failed"
@@ -217,8 +218,8 @@ def test_cancel_leaves_the_scene_unchanged(scene, inputs, fake_worker_command):
     try:
         job = segment.start(worker, inputs, "model.pth", "", CHANNELS, ["WT", "TC", "ET"],
                             segment.SegmentationOptions())
-        while not job.events:
-            job.poll(timeout=0.5)
+        # The stand-in reports its process ids, then is held until killed: the cancel lands while it runs.
+        wait_until(job, lambda: bool(job.events), "message from the held worker")
         job.cancel()
     finally:
         worker.close()

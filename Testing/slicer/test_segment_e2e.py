@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import slicer
 from BratsUNetSlicer import scene_io
+from jobwait import finish
 from scipy import ndimage
 
 from BratsUNetLib.cli import main as bratsunet
@@ -134,8 +135,7 @@ def test_background_segmentation_streams_progress_and_refills_the_output(scene, 
     seen = []
 
     job = logic.segmentWithParameters(parameters, onEvent=seen.append)
-    while not job.poll(timeout=0.2):
-        pass
+    finish(job)  # handles the events as they come, as the panel's timer does, until "done"
 
     assert job.state == "succeeded", job.error
     kinds = [event["event"] for event in seen]

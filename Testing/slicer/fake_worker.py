@@ -8,7 +8,7 @@ The job's first argument chooses what it does:
 - ``hang``: starts a child process, reports both process ids in a ``message``, then never finishes: both stay
   held (no clock) until they are killed or the client goes away, so "still running" holds on any machine.
 - ``segment --model M ... --flair F ... --output L``: writes a label map on F's grid (a cube of each BraTS
-  label; moved 1000 mm away when M's name contains "shifted") and reports its volumes, like
+  label; moved 1000 mm away when M's name contains "shifted", a larger edema when it contains "larger") and reports its volumes, like
   ``bratsunet segment``.
 """
 
@@ -38,7 +38,8 @@ def fake_segment(job: str, argv: list[str]) -> None:
     options = {flag: value for flag, value in itertools.pairwise(argv) if flag.startswith("--")}
     flair = nibabel.load(options["--flair"])
     labels = np.zeros(flair.shape, dtype=np.uint8)
-    labels[4:14, 4:14, 4:14] = 2
+    edema = 20 if "larger" in os.path.basename(options["--model"]) else 14  # another result from another model
+    labels[4:edema, 4:edema, 4:edema] = 2
     labels[6:12, 6:12, 6:12] = 1
     labels[8:10, 8:10, 8:10] = 4
     affine = flair.affine.copy()

@@ -9,6 +9,8 @@ message, its end), never for an amount of time.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import slicer
@@ -157,8 +159,10 @@ def test_a_refilled_result_is_restored_when_the_new_run_fails_half_way(scene, fa
         raise BratsUNetError("The volumes table could not be filled; try again.")
 
     monkeypatch.setattr(results, "update_volumes_table", full_table)
+    # Another model, whose result (a larger edema) would change the node if it stayed.
+    other_model = shutil.copyfile(small_model, small_model.parent / "larger_model.pth")
     with pytest.raises(BratsUNetError, match="could not be filled"):
-        _segment(fake_logic, inputs, small_model, outputSegmentation=node, volumesTable=table, wait=True)
+        _segment(fake_logic, inputs, other_model, outputSegmentation=node, volumesTable=table, wait=True)
     assert scene_state(scene) == before
     assert segmentation_digest(node) == digest
     assert node.GetAttribute(segment.DIGEST_ATTRIBUTE) == digest  # still counts as unedited

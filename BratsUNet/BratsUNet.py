@@ -657,7 +657,7 @@ class BratsUNetTest(ScriptedLoadableModuleTest):
 
         from BratsUNetSlicer.testing import small_checkpoint
 
-        from BratsUNetLib.phantom import generate_case, write_case
+        from BratsUNetLib.phantoms.generate import generate_case, write_case
 
         self.delayDisplay("Generating a case and a small model")
         folder = tempfile.mkdtemp(prefix="BratsUNetTest-")

@@ -1,3 +1,3 @@
-from BratsUNetLib.cli import run_console
+from BratsUNetLib.cli.main import run_console
 
 run_console()

@@ -1,8 +1,19 @@
 """User-facing errors.
 
 A :class:`BratsUNetError` carries a one-line message that says what is wrong and what to do. The command
-line prints it without a traceback and exits non-zero; the Slicer module shows it in the panel.
+line prints it without a traceback and exits with :attr:`ExitCode.USER_ERROR`; the Slicer module shows it in the
+panel.
 """
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """The exit status of a ``bratsunet`` command, and of a job of the Slicer module's worker."""
+
+    SUCCESS = 0
+    USER_ERROR = 2  # after one line that says what is wrong and what to do
+    CANCELLED = 130  # what shells report for SIGINT (Ctrl-C)
 
 
 class BratsUNetError(Exception):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from BratsUNetLib import __version__
-from BratsUNetLib.cli import COMMAND_MODULES, main
+from BratsUNetLib.cli.main import COMMAND_MODULES, main
 
 
 def run_module(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -51,7 +51,7 @@ def test_worker_answers_each_job_with_events_and_done_and_keeps_running():
 
 
 def test_segment_help_is_instant_it_imports_neither_torch_nor_monai():
-    code = ("import contextlib, io, sys\nfrom BratsUNetLib.cli import main\n"
+    code = ("import contextlib, io, sys\nfrom BratsUNetLib.cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
             "    main(['segment', '--help'])\n"
             "print(sorted(name for name in ('torch', 'monai', 'nibabel', 'scipy') if name in sys.modules))")
@@ -78,7 +78,7 @@ def test_quick_exit_runs_atexit_handlers_and_waits_for_running_threads(tmp_path,
     then waits for it.
     """
     program = (
-        "import atexit, pathlib, sys, threading\nfrom BratsUNetLib.cli import exit_now\n"
+        "import atexit, pathlib, sys, threading\nfrom BratsUNetLib.cli.main import exit_now\n"
         "folder = pathlib.Path(sys.argv[1])\n"
         "atexit.register(lambda: (folder / 'atexit').write_text('ran'))\n"
         "if sys.argv[2] == 'thread':\n"
@@ -96,7 +96,7 @@ def test_quick_exit_runs_atexit_handlers_and_waits_for_running_threads(tmp_path,
 
 
 def test_the_program_loads_monai_without_its_unused_extras_which_stay_importable():
-    program = ("import importlib, importlib.util, sys\nfrom BratsUNetLib import cli\n"
+    program = ("import importlib, importlib.util, sys\nfrom BratsUNetLib.cli import main as cli\n"
                "cli.import_monai_without_unused_extras()\n"
                "installed = [name for name in cli.MONAI_EXTRAS_UNUSED if importlib.util.find_spec(name)]\n"
                "print(sorted(name for name in installed if name in sys.modules))\n"

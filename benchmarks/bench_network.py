@@ -4,7 +4,7 @@
     python benchmarks/bench_network.py            # BraTS 2020 DynUNet on 1×4×128³, 3 timed runs per option
     python benchmarks/bench_network.py --quick    # small DynUNet on 1×4×96³, 2 runs (checks the script works)
 
-For each option (see BratsUNetLib/backends.py) a fresh process builds the network with the same seeded weights,
+For each option (see BratsUNetLib/inference/backends.py) a fresh process builds the network with the same seeded weights,
 runs it once untimed (export / compilation / agreement check happen there: reported as ``first call``) and
 then ``--repeats`` timed passes on the same input, a z-scored phantom case. Reported per option: median time,
 achieved GFLOP/s (FLOPs counted by torch.utils.flop_counter), their fraction of the SGEMM rate measured in the
@@ -54,7 +54,7 @@ def make_input(shape: int, path: Path) -> None:
     """A phantom case of ``shape``³ voxels, z-scored per channel as the model's preprocessing does: (1, 4, S, S, S)."""
     import numpy as np
 
-    from BratsUNetLib.phantom import MODALITIES, generate_case
+    from BratsUNetLib.phantoms.generate import MODALITIES, generate_case
 
     case = generate_case((shape, shape, shape), seed=0)
     image = np.stack([case.images[name] for name in MODALITIES]).astype(np.float32)
@@ -68,7 +68,7 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from BratsUNetLib import backends
+    from BratsUNetLib.inference import backends
 
     option, workdir = args.child[0], Path(args.child[1])
     if option == "sgemm":
@@ -96,8 +96,8 @@ def agreement(workdir: Path, option: str) -> dict:
     """Largest logit difference and per-region Dice of the label maps against eager fp32."""
     import numpy as np
 
-    from BratsUNetLib.labels import REGIONS, labels_to_regions, regions_to_labels
-    from BratsUNetLib.metrics import dice
+    from BratsUNetLib.data.labels import REGIONS, labels_to_regions, regions_to_labels
+    from BratsUNetLib.evaluation.metrics import dice
 
     reference = np.load(workdir / "logits-eager.npy")[0]
     logits = np.load(workdir / f"logits-{option}.npy")[0]
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parameters(block: dict) -> int:
     import torch
 
-    from BratsUNetLib.models import build_network, count_parameters
+    from BratsUNetLib.models.networks import build_network, count_parameters
 
     with torch.device("meta"):
         return count_parameters(build_network(block))

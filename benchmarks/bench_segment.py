@@ -58,7 +58,7 @@ def setup(work: Path, args: argparse.Namespace, **dataset: object) -> dict:
     """Write the phantom case, the config and the seeded weights; return their paths."""
     import torch
 
-    from BratsUNetLib.phantom import MODALITIES, generate_case, write_case
+    from BratsUNetLib.phantoms.generate import MODALITIES, generate_case, write_case
 
     paths = write_case(generate_case(tuple(args.case_shape), seed=0), work / "case", CASE_ID)
     config = benchlib.benchmark_config(args.network, desired_shape=[args.desired_shape] * 3, **dataset)
@@ -112,8 +112,8 @@ def compare(ours: Path, baseline: Path) -> dict:
     import nibabel
     import numpy as np
 
-    from BratsUNetLib.labels import REGIONS, labels_to_regions, regions_to_labels
-    from BratsUNetLib.metrics import dice
+    from BratsUNetLib.data.labels import REGIONS, labels_to_regions, regions_to_labels
+    from BratsUNetLib.evaluation.metrics import dice
 
     a = np.asanyarray(nibabel.load(ours).dataobj, dtype=np.float32)
     b = np.asanyarray(nibabel.load(baseline).dataobj, dtype=np.float32)

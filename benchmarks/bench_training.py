@@ -5,7 +5,7 @@
     python benchmarks/bench_training.py --quick    # 2 cases, 1 measured epoch, workers 0 and 2 only
 
 Each variant (data-loading worker processes ``--nthreads`` × preprocessing cache) trains in a fresh child
-process through :func:`BratsUNetLib.training.train`, exactly as ``bratsunet train`` does: one warm-up epoch
+process through :func:`BratsUNetLib.training.loop.train`, exactly as ``bratsunet train`` does: one warm-up epoch
 (thread pools, oneDNN kernels, worker start-up), then the run is resumed for the measured epochs, whose timing
 comes from the training loop itself: time per step (from the end of one step to the end of the next, so data
 waiting included), and the part of it spent waiting for the next batch. The pipeline has per-sample work to
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_config(args: argparse.Namespace, folder: Path) -> dict:
     """Phantom cases on disk and a config training ``args.network`` on them (64³ inputs, augmentations)."""
-    from BratsUNetLib.phantom import MODALITIES, generate_case, write_case
+    from BratsUNetLib.phantoms.generate import MODALITIES, generate_case, write_case
 
     shape = (args.shape,) * 3
     entries = []
@@ -66,7 +66,8 @@ def make_config(args: argparse.Namespace, folder: Path) -> dict:
 
 def child(config_path: str, work_dir: str, variant: str) -> None:
     """Train one variant: a warm-up epoch, then resume for the measured epochs; print the timing as JSON."""
-    from BratsUNetLib.training import TrainingSettings, train
+    from BratsUNetLib.training.loop import train
+    from BratsUNetLib.training.settings import TrainingSettings
 
     workers, cache = variant.split(":")
     config = json.loads(Path(config_path).read_text())
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"  {benchlib.fmt(row['seconds_per_step'])} s/step, {benchlib.fmt(row['samples_per_second'])} "
                   f"samples/s, waiting for data {row['data_wait_share']:.0%}", file=sys.stderr, flush=True)
-    from BratsUNetLib.models import build_network, count_parameters
+    from BratsUNetLib.models.networks import build_network, count_parameters
 
     payload = {
         "benchmark": "training", "machine": benchlib.machine(),

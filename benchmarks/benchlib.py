@@ -149,7 +149,7 @@ def seeded_network(block: dict, seed: int = 0):
     """The network of ``block`` with weights drawn from ``seed`` (identical in every process), in eval mode."""
     import torch
 
-    from BratsUNetLib.models import build_network
+    from BratsUNetLib.models.networks import build_network
 
     torch.manual_seed(seed)
     return build_network(block).eval()
@@ -161,7 +161,7 @@ def count_flops(block: dict, shape: Sequence[int]) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from BratsUNetLib.models import build_network
+    from BratsUNetLib.models.networks import build_network
 
     with torch.device("meta"):
         network = build_network(block).eval()

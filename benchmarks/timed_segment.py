@@ -6,13 +6,13 @@
 The command runs through ``BratsUNetLib.cli.main`` exactly as the ``bratsunet`` entry point does; the library's
 stage functions are wrapped (not changed) to add up their time:
 
-- ``loading``: :func:`BratsUNetLib.inference.load_models` (checkpoint → network);
-- ``reading``: :func:`BratsUNetLib.imageio.read_case` (NIfTI files → arrays on the reference grid);
+- ``loading``: :func:`BratsUNetLib.inference.pipeline.load_models` (checkpoint → network);
+- ``reading``: :func:`BratsUNetLib.data.images.read_case` (NIfTI files → arrays on the reference grid);
 - ``preprocessing``: the forward MONAI ``Compose`` (foreground crop, resize, normalization);
-- ``network``: :class:`BratsUNetLib.backends.Runner` calls (every sliding window included);
-- ``postprocessing``: the rest of :func:`BratsUNetLib.inference.segment_case` (activation, inverse of the
+- ``network``: :class:`BratsUNetLib.inference.backends.Runner` calls (every sliding window included);
+- ``postprocessing``: the rest of :func:`BratsUNetLib.inference.pipeline.segment_case` (activation, inverse of the
   spatial steps, label map, volumes);
-- ``writing``: :func:`BratsUNetLib.inference.write_result` (NIfTI outputs);
+- ``writing``: :func:`BratsUNetLib.inference.pipeline.write_result` (NIfTI outputs);
 - ``startup``: from the interpreter's start to the command (imports) and the process's exit, measured by the
   caller as its wall time minus ``in_process_s``.
 
@@ -30,11 +30,13 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
-from BratsUNetLib import cli  # noqa: E402
+from BratsUNetLib.cli import main as cli  # noqa: E402
 
 cli.import_monai_without_unused_extras()  # as the bratsunet program does before it runs a command
 
-from BratsUNetLib import backends, imageio, inference  # noqa: E402
+from BratsUNetLib.inference import pipeline as inference  # noqa: E402
+from BratsUNetLib.inference import backends
+from BratsUNetLib.data import images as imageio
 from monai.transforms import Compose  # noqa: E402  # isort: skip
 
 import benchlib  # noqa: E402

@@ -68,14 +68,14 @@ class ModelRegistry:
         return self._entries.get(str(Path(path).resolve())) if path else None
 
     def describe(self, path: str | os.PathLike, config: str | os.PathLike = "") -> dict[str, Any]:
-        """The checkpoint's description (``BratsUNetLib.checkpoint.load_model``), cached until the file changes.
+        """The checkpoint's description (``BratsUNetLib.models.checkpoint.load_model``), cached until the file changes.
 
         Raises the library's CheckpointError / ConfigError with a one-line message for unusable files, and for
         a checkpoint whose stored config describes a network too big for this machine's memory: describing
         builds the network in Slicer's own process, so its size is estimated from the config first
         (:func:`check_network_size`) and Slicer never freezes or dies on a model file.
         """
-        from BratsUNetLib.checkpoint import load_model
+        from BratsUNetLib.models.checkpoint import load_model
         from BratsUNetLib.errors import CheckpointError
 
         from BratsUNetLib.inputfiles import require_regular_file
@@ -99,7 +99,7 @@ class ModelRegistry:
 
     def card(self, path: str | os.PathLike, config: str | os.PathLike = "") -> str:
         """The model card shown in the panel: inputs, outputs, labels, preprocessing, training summary."""
-        from BratsUNetLib.checkpoint import model_card
+        from BratsUNetLib.models.checkpoint import model_card
 
         return model_card(self.describe(path, config))
 
@@ -109,10 +109,10 @@ def check_network_size(path: str | os.PathLike, config: str | os.PathLike = "") 
     in the free memory, from its stored config (or ``config`` for an original 3DUnetCNN checkpoint), before
     anything is built. Files that cannot be read are left to the loader, which names what is wrong with them.
     """
-    from BratsUNetLib.checkpoint import ORIGINAL_FORMAT, load_checkpoint
-    from BratsUNetLib.config import load_config
+    from BratsUNetLib.models.checkpoint import ORIGINAL_FORMAT, load_checkpoint
+    from BratsUNetLib.config.loading import load_config
     from BratsUNetLib.errors import BratsUNetError, CheckpointError
-    from BratsUNetLib.resources import check_network_memory
+    from BratsUNetLib.hardware.memory import check_network_memory
 
     try:
         content = load_checkpoint(path)

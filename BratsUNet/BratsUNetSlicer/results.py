@@ -1,7 +1,7 @@
 """Results in the scene: the tumour segmentation, probability maps, the volumes table and the training plot.
 
 The segmentation node gets one segment per BraTS sub-region (name, colour and label value from
-:func:`BratsUNetLib.labels.region_names`) with a standard terminology entry, on the reference input's geometry,
+:func:`BratsUNetLib.data.labels.region_names`) with a standard terminology entry, on the reference input's geometry,
 beside the inputs in the subject hierarchy. Re-running fills the same nodes again instead of adding new ones.
 Every check runs before a node is created or changed, so a failure never leaves a half-made node.
 """
@@ -73,7 +73,7 @@ def import_segmentation(label_path: str | Path, reference: Any, scheme: str,
     reference geometry. The file is read and checked outside the scene (overlap, label values) before any node
     is created or changed.
     """
-    from BratsUNetLib.labels import check_label_values, region_names
+    from BratsUNetLib.data.labels import check_label_values, region_names
 
     regions = region_names(scheme)
     labelmap = scene_io.read_volume(label_path, labelmap=True)

@@ -24,8 +24,8 @@ import slicer
 import vtk
 
 from BratsUNetLib.errors import ImageError
+from BratsUNetLib.modalities import MODALITIES
 
-MODALITIES = ("flair", "t1", "t1ce", "t2")
 MODALITY_TITLES = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 
 # Name suffix (after "_", "-", "." or a space) -> modality; "label" marks a reference segmentation.

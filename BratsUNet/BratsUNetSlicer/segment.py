@@ -22,7 +22,7 @@ from typing import Any
 
 import slicer
 
-from BratsUNetLib.commands.segment import CHANNEL_FLAGS
+from BratsUNetLib.cli.segment import CHANNEL_FLAGS
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ImageError
 from BratsUNetSlicer import results, scene_io
 from BratsUNetSlicer.transaction import SceneTransaction, segmentation_digest

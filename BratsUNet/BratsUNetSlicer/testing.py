@@ -17,8 +17,8 @@ def small_checkpoint(path: str | os.PathLike, patch_size: int = 32, seed: int = 
     """
     import torch
 
-    from BratsUNetLib.checkpoint import save_checkpoint
-    from BratsUNetLib.models import build_network
+    from BratsUNetLib.models.checkpoint import save_checkpoint
+    from BratsUNetLib.models.networks import build_network
 
     config = training_config(TrainingSettings(network="small", patch_size=patch_size), [], [])
     torch.manual_seed(seed)

@@ -108,8 +108,8 @@ def describe_epoch(event: dict[str, Any]) -> str:
 
 def logged_epochs(log_path: Path) -> list[dict[str, Any]]:
     """The rows of a run's ``training_log.csv`` as ``epoch`` events (to show a resumed run's history)."""
-    from BratsUNetLib.labels import REGIONS
-    from BratsUNetLib.traininglog import TrainingLog, dice_column
+    from BratsUNetLib.data.labels import REGIONS
+    from BratsUNetLib.training.log import TrainingLog, dice_column
 
     return [{"event": "epoch", "epoch": row["epoch"], "loss": row["loss"], "val_loss": row["val_loss"],
              "lr": row["lr"], "seconds": row["epoch_seconds"],
@@ -119,7 +119,7 @@ def logged_epochs(log_path: Path) -> list[dict[str, Any]]:
 
 def fresh_folder(folder: str | Path, stem: str) -> Path:
     """``folder/<stem>``, else ``<stem>_2``, ``<stem>_3``...: the first that holds no training run yet."""
-    from BratsUNetLib.training_state import LOG_FILENAME
+    from BratsUNetLib.training.state import LOG_FILENAME
 
     folder = Path(folder)
     candidates = (folder / (stem if number == 1 else f"{stem}_{number}") for number in itertools.count(1))
@@ -142,7 +142,7 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
     """
     if not folder:
         raise BratsUNetError("Choose a folder for the training run (checkpoints and log are written there).")
-    from BratsUNetLib.training_state import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
+    from BratsUNetLib.training.state import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
 
     transaction = transaction or SceneTransaction(slicer.mrmlScene)
     folder = Path(folder)

@@ -2,7 +2,7 @@
 
 The worker is ``<Slicer's python> -m BratsUNetLib worker``: it reads one job per line on stdin,
 ``{"job": id, "argv": [a bratsunet command line]}``, and answers with JSON events on stdout, each carrying the
-job id and ending with ``{"event": "done", "exit_code": N}`` (see ``BratsUNetLib/commands/worker.py``). It stays
+job id and ending with ``{"event": "done", "exit_code": N}`` (see ``BratsUNetLib/cli/worker.py``). It stays
 alive between jobs so torch is imported and the model loaded once per session; Cancel kills its whole process
 tree and the next job starts a fresh one.
 
@@ -28,13 +28,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from BratsUNetLib.errors import BratsUNetError
+from BratsUNetLib.errors import BratsUNetError, ExitCode
 from BratsUNetSlicer import LIBRARY_PARENT
 from BratsUNetSlicer.messages import one_line
 
-# Exit codes of a job (BratsUNetLib.cli): 0 success, 2 user error (after an "error" event), 130 cancelled.
-EXIT_OK = 0
-EXIT_CANCELLED = 130
 
 Event = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -101,7 +98,7 @@ class Job:
         """Stop the job now: the worker's process tree is killed and events not yet handled are dropped."""
         if not self.finished:
             self._cancel()
-            self._finish("cancelled", EXIT_CANCELLED, None)
+            self._finish("cancelled", ExitCode.CANCELLED, None)
 
     def _handle(self, event: Event) -> None:
         kind = event.get("event")
@@ -117,9 +114,9 @@ class Job:
             self.on_event(event)
         if kind == "done":
             code = int(event.get("exit_code", 1))
-            if code == EXIT_OK:
+            if code == ExitCode.SUCCESS:
                 self._finish("succeeded", code, None)
-            elif code == EXIT_CANCELLED:
+            elif code == ExitCode.CANCELLED:
                 self._finish("cancelled", code, self.error)
             else:
                 self._finish("failed", code, self.error or f"the job ended with exit status {code}")

@@ -41,7 +41,7 @@ if HAS_SLICER:
 @pytest.fixture(scope="session")
 def case_files(tmp_path_factory) -> dict[str, Path]:
     """One generated BraTS-style case on a 32³ grid: modality (and "seg") -> NIfTI path. Read-only for tests."""
-    from BratsUNetLib.phantom import generate_case, write_case
+    from BratsUNetLib.phantoms.generate import generate_case, write_case
 
     folder = tmp_path_factory.mktemp("case")
     return write_case(generate_case((32, 32, 32), seed=7), folder, "BraTS20_Training_007")
@@ -58,9 +58,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """
     import torch
 
-    from BratsUNetLib.checkpoint import save_checkpoint
-    from BratsUNetLib.config import load_config
-    from BratsUNetLib.models import build_network
+    from BratsUNetLib.models.checkpoint import save_checkpoint
+    from BratsUNetLib.config.loading import load_config
+    from BratsUNetLib.models.networks import build_network
 
     folder = tmp_path_factory.mktemp("models")
     config = load_config(TINY_CONFIG)
@@ -79,7 +79,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def cli():
     """Run ``bratsunet ARGV`` in this process: ``(exit status, stdout, stderr lines)``."""
-    from BratsUNetLib.cli import main
+    from BratsUNetLib.cli.main import main
 
     def run(argv: list[str]) -> tuple[int, str, list[str]]:
         out, err = io.StringIO(), io.StringIO()

@@ -40,10 +40,10 @@ import torch
 import torch._dynamo  # imported by the first optimizer otherwise: seconds in every child
 
 # Imported once here, inherited by every child.
-import BratsUNetLib.commands.train
-import BratsUNetLib.training  # noqa: F401
-from BratsUNetLib.allowlists import allowed_names
-from BratsUNetLib.cli import main
+import BratsUNetLib.cli.train
+import BratsUNetLib.training.loop  # noqa: F401
+from BratsUNetLib.config.allowlists import allowed_names
+from BratsUNetLib.cli.main import main
 from BratsUNetLib.events import ProgressReporter
 
 # Far longer than any tiny run takes on the slowest machine: it only turns a hang into a failure.

@@ -404,7 +404,7 @@ def _huge_network_checkpoint(ctx: Context) -> Path:
     """A small, otherwise valid BratsUNet checkpoint whose stored config describes a network of ~10^13 weights."""
     import torch
 
-    from BratsUNetLib.checkpoint import load_checkpoint
+    from BratsUNetLib.models.checkpoint import load_checkpoint
 
     content = load_checkpoint(ctx.models["model"])
     content["config"]["model"]["filters"] = [100_000, 200_000, 400_000]
@@ -776,7 +776,7 @@ def test_inputs_on_other_grids_are_resampled_onto_the_reference(tmp_path, case_f
 
 # Images without a trusted orientation: the one documented non-error of the hostile files
 def test_images_without_orientation_segment_with_one_warning_line_each(tmp_path, case_files, models):
-    """qform and sform codes 0: the rule of BratsUNetLib.imageio (nibabel's fallback affine, one warning line
+    """qform and sform codes 0: the rule of BratsUNetLib.data.images (nibabel's fallback affine, one warning line
     naming each such file), not a refusal. A real process: what its stderr shows."""
     import nibabel as nib
 

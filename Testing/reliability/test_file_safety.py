@@ -33,8 +33,8 @@ import pytest
 from reliability_support import MODALITIES, TINY_CONFIG
 
 from BratsUNetLib.fileio import JOURNAL_PREFIX
-from BratsUNetLib.phantom import generate_case, write_case
-from BratsUNetLib.runlock import LOCK_FILENAME, RunLock, process_start_time
+from BratsUNetLib.phantoms.generate import generate_case, write_case
+from BratsUNetLib.training.lock import LOCK_FILENAME, RunLock, process_start_time
 
 
 def hashes(*folders: Path) -> dict[str, str]:
@@ -105,7 +105,7 @@ def test_cases_whose_first_images_share_a_name_get_one_output_each(tmp_path, mod
 
 def test_output_names_never_clash_and_stay_the_originals_where_they_can():
     """Names as the original where unique; each case of a clash gets its folder's name, then its position."""
-    from BratsUNetLib.inference import prediction_names
+    from BratsUNetLib.inference.pipeline import prediction_names
 
     first_images = ["/a/case/flair.nii.gz", "/b/case/flair.nii.gz", "/c/x/flair.nii.gz", "/d/y.nii.gz",
                     "/e/y_seg.nii.gz", "/f/Z.nii", "/g/z.nii", "/h/BraTS_001_flair.nii.gz"]
@@ -304,7 +304,8 @@ def test_the_training_log_is_never_one_of_the_trainings_inputs(training, cli, ca
     """``--training_log_filename`` can name any file; the run appends to it, so an input is refused (the command
     line may already refuse it as "not a training log"; the library refuses it as an input, for any caller)."""
     from BratsUNetLib.errors import BratsUNetError
-    from BratsUNetLib.training import TrainingSettings, train
+    from BratsUNetLib.training.loop import train
+    from BratsUNetLib.training.settings import TrainingSettings
 
     argv, work = training
     config = Path(argv[2])

@@ -110,7 +110,7 @@ def test_report_written_to_a_full_disk_in_a_real_process(tmp_path, case_files):
             stream = real_open(file, mode, *args, **kwargs)
             return Full(stream) if str(file).startswith({str(tmp_path)!r}) and "w" in mode else stream
         builtins.open = io.open = full_open
-        from BratsUNetLib.cli import main
+        from BratsUNetLib.cli.main import main
         sys.exit(main(["evaluate", "--prediction", {str(case_files["seg"])!r}, "--reference",
                        {str(case_files["seg"])!r}, "--output", {str(output)!r}, "--overwrite"]))
     """)
@@ -128,10 +128,10 @@ def test_report_written_to_a_full_disk_in_a_real_process(tmp_path, case_files):
 
 
 def test_checkpoint_written_to_a_full_disk_keeps_the_previous_one(tmp_path, models, monkeypatch):
-    from BratsUNetLib.checkpoint import load_checkpoint, save_checkpoint
-    from BratsUNetLib.config import load_config
+    from BratsUNetLib.models.checkpoint import load_checkpoint, save_checkpoint
+    from BratsUNetLib.config.loading import load_config
     from BratsUNetLib.errors import BratsUNetError
-    from BratsUNetLib.models import build_network
+    from BratsUNetLib.models.networks import build_network
 
     target = tmp_path / "model.pth"
     target.write_bytes(models["model"].read_bytes())
@@ -146,8 +146,8 @@ def test_checkpoint_written_to_a_full_disk_keeps_the_previous_one(tmp_path, mode
 
 def test_training_that_runs_out_of_disk_resumes_once_there_is_space(tmp_path, case_files, cli, monkeypatch):
     """Epoch 1 is saved; the checkpoint of epoch 2 hits a full disk; the next run redoes epoch 2 and finishes."""
-    from BratsUNetLib.checkpoint import load_checkpoint
-    from BratsUNetLib.traininglog import TrainingLog
+    from BratsUNetLib.models.checkpoint import load_checkpoint
+    from BratsUNetLib.training.log import TrainingLog
 
     config = json.loads(json.dumps(TINY_CONFIG))
     config["training"]["n_epochs"] = 3

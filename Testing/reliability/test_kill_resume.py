@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 from reliability_support import MODALITIES, ROOT, TINY_CONFIG, leftovers, run_bratsunet
 
-from BratsUNetLib.checkpoint import load_checkpoint
-from BratsUNetLib.traininglog import TrainingLog
+from BratsUNetLib.models.checkpoint import load_checkpoint
+from BratsUNetLib.training.log import TrainingLog
 
 KILLS = 20
 SEED = 20240607

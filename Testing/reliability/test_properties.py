@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from BratsUNetLib.imageio import read_image, resample_to_reference, write_image
-from BratsUNetLib.labels import SCHEMES, label_channels, labels_to_regions, regions_to_labels
-from BratsUNetLib.metrics import MISSING_HD95_MM, dice, hd95, region_metrics, volume_ml
-from BratsUNetLib.preprocessing import AbovePercentile, channel_quantile
+from BratsUNetLib.data.images import read_image, resample_to_reference, write_image
+from BratsUNetLib.data.labels import SCHEMES, label_channels, labels_to_regions, regions_to_labels
+from BratsUNetLib.evaluation.metrics import MISSING_HD95_MM, dice, hd95, region_metrics, volume_ml
+from BratsUNetLib.data.preprocessing import AbovePercentile, channel_quantile
 
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

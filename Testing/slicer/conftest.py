@@ -67,7 +67,7 @@ def phantom_cases(tmp_path_factory):
 
     Each value maps modality (and "seg") to a NIfTI path.
     """
-    from BratsUNetLib.phantom import generate_case, write_case
+    from BratsUNetLib.phantoms.generate import generate_case, write_case
 
     folder = tmp_path_factory.mktemp("cases")
     return {

@@ -37,6 +37,6 @@ if __name__ == "__main__":
     event_kind, event_count = sys.argv[1], int(sys.argv[2])
     hold_after(event_kind, event_count)
     sys.argv = [sys.argv[0], "worker"]
-    from BratsUNetLib.cli import run_console
+    from BratsUNetLib.cli.main import run_console
 
     run_console()

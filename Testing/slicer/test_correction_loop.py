@@ -10,7 +10,7 @@ import pytest
 import slicer
 from BratsUNetSlicer import cases, scene_io, segment, training
 
-from BratsUNetLib.checkpoint import load_checkpoint
+from BratsUNetLib.models.checkpoint import load_checkpoint
 from BratsUNetLib.errors import BratsUNetError
 
 CASE_ID = "BraTS20_Training_001"

@@ -308,7 +308,7 @@ def test_a_huge_network_checkpoint_is_refused_before_it_is_built(scene, fake_log
     """A small file whose stored config asks for an enormous network: Slicer's own process must not build it."""
     import torch
 
-    from BratsUNetLib import checkpoint
+    from BratsUNetLib.models import checkpoint
 
     path = huge_network_checkpoint(tmp_path / "huge.pth")
     built = []
@@ -326,8 +326,8 @@ def huge_network_checkpoint(path):
     """A BratsUNet checkpoint of a tiny network whose stored config says ``filters`` [2**20, ...]."""
     import torch
 
-    from BratsUNetLib.checkpoint import load_checkpoint, save_checkpoint
-    from BratsUNetLib.models import build_network
+    from BratsUNetLib.models.checkpoint import load_checkpoint, save_checkpoint
+    from BratsUNetLib.models.networks import build_network
     from BratsUNetSlicer.testing import small_checkpoint
 
     small = small_checkpoint(path.parent / "small_for_huge.pth", patch_size=16)

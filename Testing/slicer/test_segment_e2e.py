@@ -15,7 +15,7 @@ from BratsUNetSlicer import scene_io
 from jobwait import finish
 from scipy import ndimage
 
-from BratsUNetLib.cli import main as bratsunet
+from BratsUNetLib.cli.main import main as bratsunet
 from BratsUNetLib.errors import BratsUNetError, Cancelled
 
 SEGMENTS = {"Necrotic tumor core": 1, "Peritumoral edema": 2, "Enhancing tumor": 4}
@@ -191,7 +191,7 @@ def test_an_original_3dunetcnn_checkpoint_segments_with_its_config(scene, logic,
 
     import torch
 
-    from BratsUNetLib.checkpoint import load_checkpoint
+    from BratsUNetLib.models.checkpoint import load_checkpoint
 
     content = load_checkpoint(small_model)
     bare, config = tmp_path / "original_model.pth", tmp_path / "config.json"

@@ -14,7 +14,7 @@ from BratsUNetSlicer import cases, results, scene_io, training
 from BratsUNetSlicer.worker import WorkerClient
 from jobwait import wait_until
 
-from BratsUNetLib.checkpoint import load_checkpoint
+from BratsUNetLib.models.checkpoint import load_checkpoint
 from BratsUNetLib.errors import BratsUNetError
 
 CASE_IDS = [f"BraTS20_Training_{i:03d}" for i in range(11, 15)]
@@ -24,7 +24,7 @@ HELD_WORKER = Path(__file__).resolve().parent / "held_worker.py"
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """Four generated 32³ cases in the BraTS layout (modality and "seg" -> path), by case id."""
-    from BratsUNetLib.phantom import generate_case, write_case
+    from BratsUNetLib.phantoms.generate import generate_case, write_case
 
     folder = tmp_path_factory.mktemp("training_cases")
     return {case_id: write_case(generate_case((32, 32, 32), seed=index), folder, case_id)

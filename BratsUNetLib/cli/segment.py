@@ -1,0 +1,108 @@
+"""``bratsunet segment``: one case (FLAIR, T1, T1ce, T2) to a BraTS label map on the first input's grid."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from BratsUNetLib.cli.inference_arguments import add_inference_arguments
+
+NAME = "segment"
+HELP = "segment one case (FLAIR, T1, T1ce, T2) into a BraTS label map (1 necrotic, 2 edema, 4 enhancing tumour)"
+
+# (dest, BraTS 2020 flag, BraTS 2023 alias, what it is); the order is the usual channel order.
+CHANNEL_FLAGS = (
+    ("flair", "--flair", "--t2f", "T2-FLAIR image"),
+    ("t1", "--t1", "--t1n", "native T1 image"),
+    ("t1ce", "--t1ce", "--t1c", "contrast-enhanced T1 image"),
+    ("t2", "--t2", "--t2w", "T2 image"),
+)
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, metavar="CKPT",
+                        help="checkpoint (.pth); give it several times to average models (e.g. cross-validation folds)")
+    parser.add_argument("--config", metavar="CONFIG",
+                        help="the training config (JSON); needed only for original 3DUnetCNN checkpoints "
+                             "(bare weights)")
+    inputs = parser.add_argument_group("input images (NIfTI); the label map is written on the grid of the "
+                                       "model's first channel, normally FLAIR")
+    for dest, flag, alias, text in CHANNEL_FLAGS:
+        inputs.add_argument(flag, alias, dest=dest, metavar="FILE", help=text)
+    parser.add_argument("--output", required=True, metavar="LABELS.nii.gz", help="label map to write (uint8)")
+    parser.add_argument("--probabilities", metavar="PROBS.nii.gz",
+                        help="also write the WT/TC/ET probability maps (float32, 4-D x,y,z,3)")
+    add_inference_arguments(parser)
+    parser.add_argument("--labels", choices=("brats2020", "brats2021"), default=None,
+                        help="label for enhancing tumour: 4 (brats2020) or 3 (brats2021+); default: as the model "
+                             "was trained (4 unless its labels use 3)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="a region is present where its probability is above this (default 0.5)")
+    parser.add_argument("--min-island-voxels", type=int, default=0, metavar="N",
+                        help="remove disconnected tumour pieces smaller than N voxels (default 0: keep all)")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist")
+
+
+def check_nifti_output(path: str, overwrite: bool, flag: str) -> Path:
+    """An output path that can be written: a NIfTI name, not a folder, not an existing file unless ``overwrite``."""
+    from BratsUNetLib.errors import BratsUNetError
+    from BratsUNetLib.fileio import check_output_path
+
+    checked = check_output_path(path)
+    if not str(checked).lower().endswith(NIFTI_SUFFIXES):
+        raise BratsUNetError(f"{flag} '{path}' must be a NIfTI file name ending in .nii.gz or .nii.")
+    if checked.exists() and not overwrite:
+        raise BratsUNetError(f"{flag} '{path}' exists; pass --overwrite to replace it.")
+    return checked
+
+
+def run(args: argparse.Namespace) -> int:
+    from BratsUNetLib.models.checkpoint import FORMAT, model_card
+    from BratsUNetLib.errors import BratsUNetError
+    from BratsUNetLib.events import ProgressReporter
+    from BratsUNetLib.fileio import check_not_inputs, finish_interrupted_writes, same_file
+    from BratsUNetLib.inference.pipeline import InferenceOptions, load_models, segment_case, write_result
+
+    reporter = ProgressReporter(args.progress)
+    say = reporter.message if reporter.mode == "json" else print
+    images = {dest: getattr(args, dest) for dest, *_ in CHANNEL_FLAGS if getattr(args, dest)}
+    # An input is never an output, whatever --overwrite says: checked before anything else is looked at.
+    flags = {dest: flag for dest, flag, *_ in CHANNEL_FLAGS}
+    inputs = [(flags[dest], path) for dest, path in images.items()]
+    inputs += [("--model", path) for path in args.model] + [("--config", args.config)]
+    check_not_inputs({"--output": args.output, "--probabilities": args.probabilities}, inputs)
+    if args.probabilities and same_file(args.output, args.probabilities):
+        raise BratsUNetError("--output and --probabilities name the same file; give two file names.")
+    # A run stopped between writing the label map and the probabilities is finished first.
+    folders = [Path(path).parent for path in (args.output, args.probabilities) if path]
+    for message in finish_interrupted_writes(folders):
+        say(message)
+    output = check_nifti_output(args.output, args.overwrite, "--output")
+    probabilities = None
+    if args.probabilities:
+        probabilities = check_nifti_output(args.probabilities, args.overwrite, "--probabilities")
+    if not images:
+        raise BratsUNetError("No input image given; pass --flair, --t1, --t1ce and --t2 "
+                             "(or --t2f, --t1n, --t1c, --t2w).")
+    options = InferenceOptions(sliding_window=args.sliding_window, native=args.native, tta=args.tta,
+                               threshold=args.threshold, scheme=args.labels, min_island_voxels=args.min_island_voxels,
+                               backend=args.backend)
+
+    models = load_models(args.model, config=args.config, device=args.device)
+    for model in models:
+        say(model_card(model.description))
+    if args.config and all(model.description.get("format") == FORMAT for model in models):
+        say("--config is not used: BratsUNet checkpoints carry their own config.")
+    unused = sorted(set(images) - set(models[0].channels))
+    if unused:
+        say(f"Not used by the model: {', '.join(unused)}.")
+    result = segment_case(images, models, options, reporter)
+    written = write_result(result, output, probabilities)
+    reporter.close()
+    reporter.emit("result", outputs=written, volumes_ml=result.volumes_ml, strategy=result.strategy)
+    if reporter.mode != "json":
+        print(f"Inference: {result.strategy}.")
+        print(f"Label map: {output}" + (f"; probabilities: {probabilities}" if probabilities else ""))
+        print("Volumes (mL): " + ", ".join(f"{name} {value:.2f}" for name, value in result.volumes_ml.items()))
+    return 0

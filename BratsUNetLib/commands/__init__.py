@@ -1,1 +1,0 @@
-"""Subcommands of ``bratsunet``; see :mod:`BratsUNetLib.cli` for the contract each module follows."""

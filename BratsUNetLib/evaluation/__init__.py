@@ -1,0 +1,1 @@
+"""Judging segmentations: BraTS metrics (:mod:`.metrics`) and reports for people (:mod:`.report`)."""

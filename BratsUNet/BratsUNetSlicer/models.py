@@ -1,8 +1,9 @@
 """The models the panel offers: checkpoint files chosen by the user, models trained in this session, and
 original 3DUnetCNN checkpoints (bare weights) with the config they were trained with.
 
-A model's description (channels, outputs, training summary) comes from the checkpoint through the library;
-reading it imports torch, so it happens only when a model is chosen or used, never when the module loads.
+A model's description (channels, outputs, network size, training summary) is read from the checkpoint by the
+library, once per version of the file and without building the network (only the worker process builds it, to
+segment). Reading it imports torch, so it happens only when a model is chosen or used, never when the module loads.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._entries: dict[str, ModelEntry] = {}
-        self._descriptions: dict[tuple[str, str, float], dict] = {}
+        # (checkpoint's file_version, config's file_version or None) -> description
+        self._descriptions: dict[tuple, dict] = {}
 
     def add(self, path: str | os.PathLike, config: str | os.PathLike = "", trained_here: bool = False) -> ModelEntry:
         """Register (or update) a model; the same file is listed once."""
@@ -68,17 +70,18 @@ class ModelRegistry:
         return self._entries.get(str(Path(path).resolve())) if path else None
 
     def describe(self, path: str | os.PathLike, config: str | os.PathLike = "") -> dict[str, Any]:
-        """The checkpoint's description (``BratsUNetLib.models.checkpoint.load_model``), cached until the file changes.
+        """The checkpoint's description (``BratsUNetLib.models.checkpoint.describe_checkpoint``), cached until the
+        checkpoint or its config changes: choosing a model reads the file once, and Apply then reads it no more.
 
         Raises the library's CheckpointError / ConfigError with a one-line message for unusable files, and for
-        a checkpoint whose stored config describes a network too big for this machine's memory: describing
-        builds the network in Slicer's own process, so its size is estimated from the config first
-        (:func:`check_network_size`) and Slicer never freezes or dies on a model file.
+        a checkpoint whose network would not fit in this machine's memory (estimated from its config). The network
+        is never built in Slicer's own process (the worker builds it), so Slicer never freezes or dies on a model
+        file.
         """
-        from BratsUNetLib.models.checkpoint import load_model
-        from BratsUNetLib.errors import CheckpointError
-
+        # Imported on use: the library brings torch, which the panel may still have to install (see the docstring).
+        from BratsUNetLib.errors import CheckpointError, ConfigError
         from BratsUNetLib.inputfiles import require_regular_file
+        from BratsUNetLib.models.checkpoint import describe_checkpoint
 
         path = Path(path)
         if not path.exists() and not path.is_symlink():
@@ -86,15 +89,11 @@ class ModelRegistry:
         # A named pipe or device would block Slicer's own process as soon as it is opened.
         require_regular_file(path, "The model file", "choose a checkpoint (.pth)", error=CheckpointError)
         if config:
-            from BratsUNetLib.errors import ConfigError
-
             require_regular_file(config, "The model's config file", "choose the config (.json) it was trained with",
                                  error=ConfigError)
-        key = (str(path.resolve()), str(config or ""), path.stat().st_mtime)
+        key = (file_version(path), file_version(config) if config else None)
         if key not in self._descriptions:
-            check_network_size(path, config)
-            _network, description = load_model(path, config=config or None, device="cpu")
-            self._descriptions[key] = description
+            self._descriptions[key] = describe_checkpoint(path, config=config or None)
         return self._descriptions[key]
 
     def card(self, path: str | os.PathLike, config: str | os.PathLike = "") -> str:
@@ -104,28 +103,8 @@ class ModelRegistry:
         return model_card(self.describe(path, config))
 
 
-def check_network_size(path: str | os.PathLike, config: str | os.PathLike = "") -> None:
-    """Refuse (:class:`~BratsUNetLib.errors.CheckpointError`, one line) a checkpoint whose network would not fit
-    in the free memory, from its stored config (or ``config`` for an original 3DUnetCNN checkpoint), before
-    anything is built. Files that cannot be read are left to the loader, which names what is wrong with them.
-    """
-    from BratsUNetLib.models.checkpoint import ORIGINAL_FORMAT, load_checkpoint
-    from BratsUNetLib.config.loading import load_config
-    from BratsUNetLib.errors import BratsUNetError, CheckpointError
-    from BratsUNetLib.hardware.memory import check_network_memory
-
-    try:
-        content = load_checkpoint(path)
-        if content.get("format") == ORIGINAL_FORMAT:
-            block = load_config(config)["model"] if config else None
-        else:
-            stored = content.get("config")
-            block = stored.get("model") if isinstance(stored, dict) else None
-    except BratsUNetError:
-        return  # load_model raises the same error with its full explanation
-    if block is None:
-        return
-    try:
-        check_network_memory(block, source=f"The network of '{path}'")
-    except BratsUNetError as exc:
-        raise CheckpointError(str(exc)) from None
+def file_version(path: str | os.PathLike) -> tuple[str, int, int]:
+    """What tells one version of a file from another without reading it: its resolved path, size and
+    modification time (in nanoseconds: a file rewritten within the same second still counts as changed)."""
+    status = os.stat(path)
+    return str(Path(path).resolve()), status.st_size, status.st_mtime_ns

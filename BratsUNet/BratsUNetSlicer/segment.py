@@ -22,7 +22,7 @@ from typing import Any
 
 import slicer
 
-from BratsUNetLib.cli.segment import CHANNEL_FLAGS
+from BratsUNetLib.cli.command_line import command_argv
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ImageError
 from BratsUNetSlicer import results, scene_io
 from BratsUNetSlicer.transaction import SceneTransaction, segmentation_digest
@@ -117,24 +117,18 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
     reference = inputs[channels[0]]
     folder = temporary_folder("segment")
     try:
-        argv = ["segment", "--model", str(model)]
-        if config:
-            argv += ["--config", str(config)]
-        flags = {dest: flag for dest, flag, *_ in CHANNEL_FLAGS}
+        images: dict[str, str] = {}  # modality (segment's option name) -> the file the worker reads
         exported: dict[str, str] = {}  # a temporary file's path -> the input it holds, for the worker's messages
         for name in channels:
             path = scene_io.input_file(inputs[name], folder / f"{name}.nii")
-            argv += [flags[name], str(path)]
+            images[name] = str(path)
             if path.parent == folder:
                 exported[f"'{path}'"] = f"the {scene_io.MODALITY_TITLES[name]} input '{inputs[name].GetName()}'"
         labels_path, probabilities_path = folder / "labels.nii.gz", folder / "probabilities.nii.gz"
-        argv += ["--output", str(labels_path), "--device", options.device, "--labels", options.scheme]
-        if options.probability_maps:
-            argv += ["--probabilities", str(probabilities_path)]
-        if options.native_resolution:
-            argv.append("--native")
-        if options.tta:
-            argv.append("--tta")
+        argv = command_argv(
+            "segment", model=[str(model)], config=str(config) if config else None, **images, output=str(labels_path),
+            probabilities=str(probabilities_path) if options.probability_maps else None, device=options.device,
+            native="auto" if options.native_resolution else None, tta=options.tta, labels=options.scheme)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -20,6 +20,7 @@ from typing import Any
 
 import slicer
 
+from BratsUNetLib.cli.command_line import command_argv
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import check_output_path, write_text_atomic
 from BratsUNetSlicer import cases, results, scene_io
@@ -173,10 +174,9 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
         split = len(entries) - settings.validation_cases
         config = training_config(settings, entries[:split], entries[split:])
     write_text_atomic(config_path, json.dumps(config, indent=2))
-    argv = ["train", "--config_filename", str(config_path), "--output_dir", str(folder), "--seed", str(settings.seed),
-            "--device", settings.device]
-    if pretrained and not resume:
-        argv += ["--pretrained_model_filename", str(pretrained)]
+    argv = command_argv("train", config_filename=str(config_path), output_dir=str(folder), seed=settings.seed,
+                        device=settings.device,
+                        pretrained_model_filename=str(pretrained) if pretrained and not resume else None)
     with transaction.recording():
         transaction.keep(table)
         if table is None:

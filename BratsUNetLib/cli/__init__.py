@@ -1,1 +1,2 @@
-"""The ``bratsunet`` command line: the parser and its error handling (:mod:`.main`) and one module per command."""
+"""The ``bratsunet`` command line: the parser and its error handling (:mod:`.main`), each command as an object that
+parses its command line and writes one back (:mod:`.command_line`), and one module per command."""

@@ -1,7 +1,8 @@
 """The ``bratsunet`` command line: one subcommand per module in :mod:`BratsUNetLib.cli`.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and keeps
-its heavy imports (torch, MONAI) inside ``run`` so that ``--help`` stays instant.
+its heavy imports (torch, MONAI) inside ``run`` so that ``--help`` stays instant; :class:`.command_line.Command`
+makes it an object that parses its command line and writes one back.
 User errors (:class:`BratsUNetError`) print one line on stderr and exit with status 2; Ctrl-C exits with 130.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import errno
-import importlib
 import os
 import sys
 import threading
@@ -18,20 +18,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from BratsUNetLib import __version__
+from BratsUNetLib.cli.command_line import Command
 from BratsUNetLib.errors import BratsUNetError, Cancelled, ExitCode
-from BratsUNetLib.events import MODES, discard_bars
-
-# Order is the order shown by --help.
-COMMAND_MODULES = (
-    "demo",
-    "segment",
-    "train",
-    "predict",
-    "evaluate",
-    "phantom",
-    "validate_config",
-    "worker",
-)
+from BratsUNetLib.events import discard_bars
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,13 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bratsunet {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(f"BratsUNetLib.cli.{module_name}")
-        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        sub.add_argument("--progress", choices=MODES, default="bar",
-                         help="progress display: a bar on stderr, JSON lines on stdout (for programs), or none")
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    for command in Command.every():
+        command.add_arguments(commands.add_parser(command.name, help=command.help, description=command.help))
     return parser
 
 

@@ -14,6 +14,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from BratsUNetLib.cli.command_line import Command
 from BratsUNetLib.hardware.machine import add_machine_arguments, machine_settings
 
 NAME = "train"
@@ -63,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
         if torch.cuda.device_count() < n_gpus:
             raise BratsUNetError(f"--ngpus {n_gpus} asks for {n_gpus} GPUs but {torch.cuda.device_count()} CUDA "
                                  f"GPU(s) are visible; lower --ngpus (0 trains on the CPU).")
-        return distributed.relaunch(n_gpus, _arguments(args))
+        # Under torchrun every process runs this same command line again (and trains, being launched by it).
+        return distributed.relaunch(n_gpus, Command.named(NAME).argv_of(args))
     device = "cpu" if n_gpus == 0 else args.device
     config_path = Path(args.config_filename).expanduser().absolute()
     output_dir = Path(args.output_dir).expanduser().absolute() if args.output_dir else config_path.parent
-    hint = (f"run: bratsunet train --config_filename {shlex.quote(str(config_path))} "
-            f"--output_dir {shlex.quote(str(output_dir))}")
+    resume = Command.named(NAME).to_argv(config_filename=str(config_path), output_dir=str(output_dir))
+    hint = f"run: bratsunet {shlex.join(resume)}"
     _train_config(args, config_path, output_dir, machine, device, hint)
     return 0
 
@@ -133,18 +135,3 @@ def _predict(config: dict, model: Path, group: str, folder: Path, device: str, r
     reporter.message(f"Predicting '{group}' into '{folder}'.")
     predict_group(config, model, group, folder, device=device, reporter=reporter)
 
-
-def _arguments(args: argparse.Namespace) -> list[str]:
-    """The command line of this invocation, for re-launching it under torchrun."""
-    argv = ["train", "--progress", args.progress, "--config_filename", args.config_filename]
-    for flag in ("output_dir", "pretrained_model_filename", "training_log_filename", "batch_size", "n_examples",
-                 "seed", "machine_config_filename"):
-        value = getattr(args, flag)
-        if value is not None:
-            argv += [f"--{flag}", str(value)]
-    argv += ["--device", args.device, "--cache", args.cache, "--nthreads", str(args.nthreads),
-             "--ngpus", str(args.ngpus)]
-    for flag in ("debug", "pin_memory"):
-        if getattr(args, flag):
-            argv.append(f"--{flag}")
-    return argv

@@ -20,17 +20,21 @@ Files are only ever loaded with ``weights_only=True``: a file whose unpickling w
 The original saved ``model.state_dict()`` as it was: an OrderedDict of tensors, possibly with a ``module.``
 prefix (DataParallel/DDP), and for MONAI's DynUNet with 71 ``skip_layers.*`` keys that alias real keys.
 :func:`load_weights` accepts all of these and otherwise insists on an exact match of keys and shapes.
+
+:func:`describe_checkpoint` reads what a model is (channels, outputs, network and size, preprocessing, training)
+from one read of the file, without building the network; :func:`load_model` builds and loads it from that same read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import pickle
 import random
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ from BratsUNetLib.config.loading import config_for_checkpoint, load_config
 from BratsUNetLib.errors import CheckpointError, ConfigError
 from BratsUNetLib.modalities import MODALITIES
 from BratsUNetLib.fileio import atomic_path
+from BratsUNetLib.hardware.memory import check_network_memory
 from BratsUNetLib.inputfiles import require_regular_file
 from BratsUNetLib.models.networks import build_network, count_parameters
 
@@ -328,17 +333,31 @@ def _names(names: Any, count: int | None, defaults: Sequence[str], prefix: str) 
     return [f"{prefix}_{i + 1}" for i in range(count)]
 
 
-def load_model(path: str | os.PathLike, config: str | os.PathLike | Mapping | None = None,
-               device: str | torch.device = "cpu", *, adapt_input_channels: bool = False,
-               ) -> tuple[torch.nn.Module, dict]:
-    """The network of a checkpoint, in eval mode on ``device``, and its description.
+def describe_checkpoint(path: str | os.PathLike, config: str | os.PathLike | Mapping | None = None) -> dict:
+    """A checkpoint's description, read from the file once and without building its network.
 
-    A BratsUNet checkpoint describes itself (``config`` is not used); an original 3DUnetCNN state_dict needs
-    the ``config`` (path or dict) it was trained with. The description holds format, source, config (without
-    file lists), channels, regions, training summary, parameters, epoch, library_version and created.
+    The same description :func:`load_model` returns (format, source, config without file lists, channels,
+    regions, training summary, parameters, epoch, library_version, created): ``parameters`` is counted from the
+    stored weights (:func:`count_stored_parameters`). The file goes through :func:`load_checkpoint`'s checks, and
+    a network too big for the memory is refused as :func:`load_model` refuses it, by the analytic estimate of
+    :func:`BratsUNetLib.hardware.memory.check_network_memory`. This is what a process that only shows or checks a
+    model (the Slicer panel) uses, so that a model file never makes it allocate the network.
+
+    Without a network the weights cannot be matched key by key (:func:`load_model` does that); what is checked
+    here is the mistake a wrong config makes most often, another number of input channels
+    (:func:`check_input_channels`), because the description's channel names come from that config.
     """
+    description, state_dict = _read_description(path, config)
+    check_input_channels(state_dict, description["config"]["model"], source=str(path))
+    return description
+
+
+def _read_description(path: str | os.PathLike, config: str | os.PathLike | Mapping | None,
+                      ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """:func:`describe_checkpoint`'s description and the file's state_dict, from one read of ``path``."""
     content = load_checkpoint(path)
-    if content["format"] == ORIGINAL_FORMAT:
+    stored = content["format"] != ORIGINAL_FORMAT
+    if not stored:
         if config is None:
             raise CheckpointError(f"'{path}' is an original 3DUnetCNN checkpoint; pass --config with the config "
                                   f"it was trained with.")
@@ -349,9 +368,8 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | Mapping | No
         except ConfigError as exc:
             raise CheckpointError(f"The config stored in '{path}' is not valid for this BratsUNet ({exc}); "
                                   f"was it saved by a newer version?") from None
-    network = _build_stored_network(config, path, stored=content["format"] != ORIGINAL_FORMAT)
-    load_weights(network, content["state_dict"], source=str(path), adapt_input_channels=adapt_input_channels)
-    network = network.to(device).eval()
+    with _naming_the_file(path, stored):
+        check_network_memory(config["model"], _stored_input_shape(config))
     description = {
         "format": content["format"],
         "source": str(path),
@@ -360,27 +378,89 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | Mapping | No
                            "channel"),
         "regions": _names(content.get("regions"), config["model"].get("out_channels"), DEFAULT_REGIONS, "output"),
         "training": dict(content.get("training") or {}),
-        "parameters": count_parameters(network),
+        "parameters": count_stored_parameters(content["state_dict"]),
         "epoch": content.get("epoch"),
         "library_version": content.get("library_version"),
         "created": content.get("created"),
     }
-    return network, description
+    return description, content["state_dict"]
 
 
-def _build_stored_network(config: Mapping, path: str | os.PathLike, stored: bool) -> torch.nn.Module:
-    """The checkpoint's network, refused before it is built when it cannot fit in memory.
+# Running statistics of batch normalization: floating-point state_dict entries that are buffers, not parameters.
+_NORMALIZATION_STATISTICS = ("running_mean", "running_var")
 
-    The memory check (:func:`BratsUNetLib.models.networks.build_network`) counts the weights and, for a model that resizes
-    its inputs to ``desired_shape``, one pass at that shape. Errors about a config stored in the file name the
-    file (the user did not write that config); errors about a ``--config`` given with an original checkpoint
-    stay about that config.
+
+def count_stored_parameters(state_dict: Mapping[str, torch.Tensor]) -> int:
+    """Number of parameter values in a state_dict, as :func:`~BratsUNetLib.models.networks.count_parameters`
+    counts them on the built network: aliases of one tensor (DynUNet's ``skip_layers.*``) once, and buffers left
+    out (integer ones such as ``num_batches_tracked`` or index tables, and batch normalization's statistics)."""
+    seen: set = set()
+    total = 0
+    for key, tensor in state_dict.items():
+        if not tensor.is_floating_point() or key.rsplit(".", 1)[-1] in _NORMALIZATION_STATISTICS:
+            continue
+        identity = _storage_identity(tensor) or (key,)
+        if identity not in seen:
+            seen.add(identity)
+            total += tensor.numel()
+    return total
+
+
+def check_input_channels(state_dict: Mapping[str, torch.Tensor], model_block: Mapping, *,
+                         source: str = "checkpoint") -> None:
+    """Refuse (CheckpointError) weights whose first convolution takes another number of input channels than
+    ``model_block["in_channels"]``, from the shapes alone (no network is built).
+
+    The first convolution is the first weight of ``spatial_dims + 2`` dimensions (out, in, *kernel) in
+    state_dict order; lower-dimensional tensors before it (a transformer's position embedding) are skipped.
+    Blocks without an integer ``in_channels`` pass.
     """
+    in_channels = model_block.get("in_channels")
+    dims = model_block.get("spatial_dims", 3)
+    if not isinstance(in_channels, int) or not isinstance(dims, int):
+        return
+    key = next((key for key, tensor in state_dict.items() if tensor.ndim == dims + 2), None)
+    if key is not None and state_dict[key].shape[1] != in_channels:
+        raise CheckpointError(
+            f"Checkpoint '{source}' does not fit the network ({_printable(key)} file {_shape(state_dict[key])} takes "
+            f"{state_dict[key].shape[1]} input channels, model.in_channels is {in_channels}); use the config the "
+            f"checkpoint was trained with.")
+
+
+def load_model(path: str | os.PathLike, config: str | os.PathLike | Mapping | None = None,
+               device: str | torch.device = "cpu", *, adapt_input_channels: bool = False,
+               ) -> tuple[torch.nn.Module, dict]:
+    """The network of a checkpoint, in eval mode on ``device``, and its description.
+
+    A BratsUNet checkpoint describes itself (``config`` is not used); an original 3DUnetCNN state_dict needs
+    the ``config`` (path or dict) it was trained with. The description is :func:`describe_checkpoint`'s, from
+    the same single read of the file, with ``parameters`` those of the network as loaded (with
+    ``adapt_input_channels`` its first layer may have other inputs than the file's).
+    """
+    description, state_dict = _read_description(path, config)
+    config = description["config"]
+    with _naming_the_file(path, stored=description["format"] != ORIGINAL_FORMAT):
+        network = build_network(config["model"], input_shape=_stored_input_shape(config))
+    load_weights(network, state_dict, source=str(path), adapt_input_channels=adapt_input_channels)
+    network = network.to(device).eval()
+    return network, {**description, "parameters": count_parameters(network)}
+
+
+def _stored_input_shape(config: Mapping) -> list[int] | None:
+    """The spatial shape every input is resized to (``dataset.desired_shape`` without ``random_crop``), whose
+    activations the memory check counts; None when inputs keep their own shape."""
     dataset = config.get("dataset") or {}
     shape = dataset.get("desired_shape") if not dataset.get("random_crop") else None
-    shape = shape if isinstance(shape, (list, tuple)) and all(isinstance(n, int) for n in shape) else None
+    return list(shape) if isinstance(shape, (list, tuple)) and all(isinstance(n, int) for n in shape) else None
+
+
+@contextlib.contextmanager
+def _naming_the_file(path: str | os.PathLike, stored: bool) -> Iterator[None]:
+    """Turn a ConfigError about a config stored in the checkpoint into a CheckpointError naming the file (the user
+    did not write that config); errors about a ``--config`` given with an original checkpoint (``stored`` False)
+    stay about that config."""
     try:
-        return build_network(config["model"], input_shape=shape)
+        yield
     except ConfigError as exc:
         if not stored:
             raise

@@ -1,4 +1,5 @@
-"""Checkpoints: BratsUNet's format round trip, original 3DUnetCNN state_dicts, strict matching, safe loading."""
+"""Checkpoints: BratsUNet's format round trip, original 3DUnetCNN state_dicts, strict matching, safe loading,
+descriptions read without building the network."""
 
 import os
 import pickle
@@ -10,6 +11,9 @@ import torch
 
 from BratsUNetLib.models.checkpoint import (
     capture_rng_state,
+    check_input_channels,
+    count_stored_parameters,
+    describe_checkpoint,
     load_checkpoint,
     load_model,
     load_weights,
@@ -220,6 +224,105 @@ def test_checkpoint_from_a_newer_bratsunet_is_refused(tmp_path):
     torch.save(content, path)
     with pytest.raises(CheckpointError, match="format version 99.*update BratsUNet"):
         load_checkpoint(path)
+
+
+# ------------------------------------------------------------------------ descriptions without a network
+
+@pytest.fixture
+def network_builds(monkeypatch):
+    """The model blocks of every network built through the checkpoint module from now on."""
+    from BratsUNetLib.models import checkpoint
+
+    builds = []
+    real = checkpoint.build_network
+
+    def counting_build(block, **kwargs):
+        builds.append(block)
+        return real(block, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "build_network", counting_build)
+    return builds
+
+
+@pytest.mark.parametrize("kind", ["bratsunet", "original with config"])
+def test_a_description_is_load_models_own_read_once_without_building_the_network(tmp_path, monkeypatch,
+                                                                                  network_builds, kind):
+    config = small_config()
+    source = seeded_network(3, config)
+    path = tmp_path / "model.pth"
+    if kind == "bratsunet":
+        save_checkpoint(path, source, config=config, channels=["flair", "t1", "t1ce", "t2"],
+                        training={"cases": 1, "epochs": 3}, epoch=2)
+        given = None
+    else:
+        torch.save(source.state_dict(), path)
+        given = config
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: reads.append(args[0]) or real_load(*args, **kwargs))
+
+    description = describe_checkpoint(path, config=given)
+    assert network_builds == [] and len(reads) == 1
+
+    _network, loaded = load_model(path, config=given)
+    assert description == loaded
+    assert description["parameters"] == sum(p.numel() for p in source.parameters())
+    assert model_card(description) == model_card(loaded)
+    assert len(network_builds) == 1 and len(reads) == 2  # load_model too reads the file once
+
+
+def test_an_original_checkpoint_without_config_is_not_described(tmp_path):
+    path = tmp_path / "model.pth"
+    torch.save(seeded_network(1).state_dict(), path)
+    with pytest.raises(CheckpointError, match="is an original 3DUnetCNN checkpoint; pass --config"):
+        describe_checkpoint(path)
+
+
+def test_a_config_with_other_input_channels_is_refused_without_building_the_network(tmp_path, network_builds):
+    path = tmp_path / "model.pth"
+    torch.save(seeded_network(1).state_dict(), path)
+    with pytest.raises(CheckpointError) as error:
+        describe_checkpoint(path, config=small_config(in_channels=2))
+    assert str(error.value) == (
+        f"Checkpoint '{path}' does not fit the network (input_block.conv1.conv.weight file [4, 4, 3, 3, 3] takes 4 "
+        f"input channels, model.in_channels is 2); use the config the checkpoint was trained with.")
+    assert network_builds == []
+
+
+def test_the_input_channel_check_skips_tensors_that_are_not_convolutions():
+    """A transformer's position embedding (1, patches, width) comes before its patch convolution."""
+    state = {"patch_embedding.position_embeddings": torch.zeros(1, 64, 48),
+             "patch_embedding.patch_embeddings.weight": torch.zeros(48, 4, 4, 4, 4)}
+    check_input_channels(state, {"name": "UNETR", "in_channels": 4})
+    with pytest.raises(CheckpointError, match=r"patch_embeddings.weight file \[48, 4, 4, 4, 4\] takes 4 input"):
+        check_input_channels(state, {"name": "UNETR", "in_channels": 2, "spatial_dims": 3})
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_stored_parameters_are_counted_as_the_built_network_counts_them(norm):
+    """Aliases (DynUNet's skip_layers.*) count once; batch normalization's running statistics and its
+    num_batches_tracked are buffers, not parameters."""
+    model = {**small_config()["model"], "norm_name": norm}
+    network = build_network(model)
+    state = network.state_dict()
+    assert any(key.startswith("skip_layers.") for key in state)
+    assert (norm == "batch") == any(key.endswith("running_mean") for key in state)
+    assert count_stored_parameters(state) == sum(p.numel() for p in network.parameters())
+
+
+def test_a_described_network_too_big_for_the_memory_is_refused_naming_the_file(tmp_path, monkeypatch,
+                                                                               network_builds):
+    from BratsUNetLib.hardware import memory
+
+    path = save_checkpoint(tmp_path / "model.pth", seeded_network(1), config=small_config(),
+                           channels=["flair", "t1", "t1ce", "t2"])
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device="cpu": 1024)
+    with pytest.raises(CheckpointError) as error:
+        describe_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(f"Checkpoint '{path}' describes a network that cannot be used here: model: DynUNet")
+    assert "of memory but 0.00 MB is available" in message and "\n" not in message
+    assert network_builds == []
 
 
 # -------------------------------------------------------------------------------------- refused files

@@ -493,7 +493,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     # -- training -----------------------------------------------------------------------------------------------
 
     @user_errors
-    def train(self, folder: str, settings: training.TrainingSettings | None = None, *, resume: bool = False,
+    def train(self, folder: str, settings: training.TrainingOptions | None = None, *, resume: bool = False,
               pretrainedModel: str = "", table=None, wait: bool = False, onEvent=None):
         """Train on the cases found in the scene; checkpoints and the log go to ``folder``.
 
@@ -507,7 +507,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         self._requireIdle()
         self._requireDependencies()
         found = [] if resume else cases.discover_cases(slicer.mrmlScene)
-        job = training.start(self.worker, found, folder, settings or training.TrainingSettings(), resume=resume,
+        job = training.start(self.worker, found, folder, settings or training.TrainingOptions(), resume=resume,
                              pretrained=pretrainedModel, table=table, on_event=onEvent, registry=self.models,
                              transaction=self._transaction)
         return self.waitFor(job)["model"] if wait else job
@@ -515,7 +515,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     @user_errors
     def trainWithParameters(self, parameters: Parameters, resume: bool = False, wait: bool = False, onEvent=None):
         """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
-        return self.train(parameters.trainingFolder, self._trainingSettings(parameters), resume=resume,
+        return self.train(parameters.trainingFolder, self._trainingOptions(parameters), resume=resume,
                           pretrainedModel=parameters.modelPath if parameters.fineTune else "",
                           table=parameters.trainingTable, wait=wait, onEvent=onEvent)
 
@@ -528,7 +528,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     @user_errors
     def fineTuneOnCorrectedCase(self, segmentationNode, folder: str,
-                                settings: training.TrainingSettings | None = None, *, table=None, wait: bool = False,
+                                settings: training.TrainingOptions | None = None, *, table=None, wait: bool = False,
                                 onEvent=None):
         """Add a corrected result as a training case (:meth:`addCorrectedCase`) and fine-tune the model that made
         it on the usable cases of the scene, the corrected one among them.
@@ -555,7 +555,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
                     transaction.keep(node)  # adding the case moves the "training label" mark between results
             case = self.addCorrectedCase(segmentationNode)  # refuses a segmentation BratsUNet did not make
             usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
-            settings = settings or training.TrainingSettings()
+            settings = settings or training.TrainingOptions()
             settings = dataclasses.replace(settings, validation_cases=min(settings.validation_cases, usable - 1))
             return self.train(str(training.fresh_folder(folder, f"{cases.file_name(case.name)}_fine_tune")),
                               settings, pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
@@ -569,15 +569,15 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         transaction.keep(parameters.node)  # the emptied selectors come back if the run fails
         with self._within(transaction):
             job = self.fineTuneOnCorrectedCase(parameters.outputSegmentation, parameters.trainingFolder,
-                                               self._trainingSettings(parameters), table=parameters.trainingTable,
+                                               self._trainingOptions(parameters), table=parameters.trainingTable,
                                                wait=False, onEvent=onEvent)
         parameters.outputSegmentation = None
         parameters.volumesTable = None
         return self.waitFor(job)["model"] if wait else job
 
     @staticmethod
-    def _trainingSettings(parameters: Parameters) -> training.TrainingSettings:
-        return training.TrainingSettings(
+    def _trainingOptions(parameters: Parameters) -> training.TrainingOptions:
+        return training.TrainingOptions(
             epochs=parameters.epochs, learning_rate=parameters.learningRate, batch_size=parameters.batchSize,
             patch_size=parameters.patchSize, validation_cases=parameters.validationCases,
             network=parameters.networkSize, seed=parameters.seed,

@@ -6,13 +6,13 @@
 The command runs through ``BratsUNetLib.cli.main`` exactly as the ``bratsunet`` entry point does; the library's
 stage functions are wrapped (not changed) to add up their time:
 
-- ``loading``: :func:`BratsUNetLib.inference.pipeline.load_models` (checkpoint → network);
+- ``loading``: :func:`BratsUNetLib.inference.loaded_model.load_models` (checkpoint → network);
 - ``reading``: :func:`BratsUNetLib.data.images.read_case` (NIfTI files → arrays on the reference grid);
 - ``preprocessing``: the forward MONAI ``Compose`` (foreground crop, resize, normalization);
 - ``network``: :class:`BratsUNetLib.inference.backends.Runner` calls (every sliding window included);
 - ``postprocessing``: the rest of :func:`BratsUNetLib.inference.pipeline.segment_case` (activation, inverse of the
   spatial steps, label map, volumes);
-- ``writing``: :func:`BratsUNetLib.inference.pipeline.write_result` (NIfTI outputs);
+- ``writing``: :func:`BratsUNetLib.inference.writing.write_result` (NIfTI outputs);
 - ``startup``: from the interpreter's start to the command (imports) and the process's exit, measured by the
   caller as its wall time minus ``in_process_s``.
 
@@ -34,9 +34,7 @@ from BratsUNetLib.cli import main as cli  # noqa: E402
 
 cli.import_monai_without_unused_extras()  # as the bratsunet program does before it runs a command
 
-from BratsUNetLib.inference import pipeline as inference  # noqa: E402
-from BratsUNetLib.inference import backends
-from BratsUNetLib.data import images as imageio
+from BratsUNetLib.inference import backends, loaded_model, pipeline, writing  # noqa: E402
 from monai.transforms import Compose  # noqa: E402  # isort: skip
 
 import benchlib  # noqa: E402
@@ -71,10 +69,11 @@ def timed_runner_call(function):
 
 def main(argv: list[str]) -> int:
     timings_path, command = argv[0], argv[1:]
-    inference.load_models = timed("loading", inference.load_models)
-    inference.segment_case = timed("segmenting", inference.segment_case)
-    inference.write_result = timed("writing", inference.write_result)
-    imageio.read_case = timed("reading", imageio.read_case)
+    # Each function is replaced in the module its caller takes it from.
+    loaded_model.load_models = timed("loading", loaded_model.load_models)
+    pipeline.segment_case = timed("segmenting", pipeline.segment_case)
+    writing.write_result = timed("writing", writing.write_result)
+    pipeline.read_case = timed("reading", pipeline.read_case)
     Compose.__call__ = timed("preprocessing", Compose.__call__)
     backends.Runner.__call__ = timed_runner_call(backends.Runner.__call__)
     exit_code = cli.main(command, own_process=True)

@@ -3,6 +3,7 @@
 - :mod:`.parameters`: the module's parameter node (inputs as node references, options as parameters).
 - :mod:`.scene_io`: scene volumes to NIfTI files and back, through Slicer's own storage nodes.
 - :mod:`.worker`: the worker process that runs the library (``python -m BratsUNetLib worker``) and its protocol.
+- :mod:`.jobs`: a job started in the worker as one scene transaction (segmenting, training).
 - :mod:`.results`: segmentation nodes with named, coloured segments, volume tables, training plots.
 - :mod:`.cases`: training cases found in the scene.
 - :mod:`.models`: the models the panel offers and their cards.

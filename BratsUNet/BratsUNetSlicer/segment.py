@@ -14,17 +14,15 @@ corrected result can become a training case and be fine-tuned on (:mod:`BratsUNe
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import slicer
-
 from BratsUNetLib.cli.command_line import command_argv
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ImageError
 from BratsUNetSlicer import results, scene_io
+from BratsUNetSlicer.jobs import start_job, temporary_folder
 from BratsUNetSlicer.transaction import SceneTransaction, segmentation_digest
 from BratsUNetSlicer.worker import Job, WorkerClient
 
@@ -47,13 +45,6 @@ class SegmentationOptions:
     tta: bool = False
     scheme: str = "brats2020"
     probability_maps: bool = False
-
-
-def temporary_folder(purpose: str) -> Path:
-    """A new folder under Slicer's temporary path (the system's outside Slicer)."""
-    root = getattr(getattr(slicer, "app", None), "temporaryPath", None) or tempfile.gettempdir()
-    Path(root).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"BratsUNet-{purpose}-", dir=root))
 
 
 def check_channels(channels: list[str], model: str = "") -> None:
@@ -139,34 +130,26 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
         for path, title in exported.items():  # the user knows the node, not the file it was exported to
             if job.error:
                 job.error = job.error.replace(path, title)
-        try:
-            if job.state == "succeeded":
-                target, target_table = segmentation, table
-                if target is not None and edited_since_written(target):
-                    target, target_table = None, None  # the user's edits are kept; the result goes to a new node
-                for node in (target, target_table):
-                    transaction.keep(node)
-                if target is not None:
-                    for region in regions:
-                        transaction.keep(target.GetNodeReference(f"{results.PROBABILITY_ROLE}{region}"))
-                _import(job, reference, regions, options, target, target_table, labels_path, probabilities_path)
-                node = job.result["segmentation"]
-                _record_origin(node, inputs, model)
-                node.SetAttribute(DIGEST_ATTRIBUTE, segmentation_digest(node))
-                if segmentation is not None and target is None:
-                    job.result["note"] = (f"'{segmentation.GetName()}' was edited since BratsUNet filled it, so it "
-                                          f"is kept as it is; the new result is in '{node.GetName()}'.")
-                    if on_event is not None:
-                        on_event({"event": "message", "text": job.result["note"]})
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        if job.state == "succeeded":
+            target, target_table = segmentation, table
+            if target is not None and edited_since_written(target):
+                target, target_table = None, None  # the user's edits are kept; the result goes to a new node
+            for node in (target, target_table):
+                transaction.keep(node)
+            if target is not None:
+                for region in regions:
+                    transaction.keep(target.GetNodeReference(f"{results.PROBABILITY_ROLE}{region}"))
+            _import(job, reference, regions, options, target, target_table, labels_path, probabilities_path)
+            node = job.result["segmentation"]
+            _record_origin(node, inputs, model)
+            node.SetAttribute(DIGEST_ATTRIBUTE, segmentation_digest(node))
+            if segmentation is not None and target is None:
+                job.result["note"] = (f"'{segmentation.GetName()}' was edited since BratsUNet filled it, so it "
+                                      f"is kept as it is; the new result is in '{node.GetName()}'.")
+                if on_event is not None:
+                    on_event({"event": "message", "text": job.result["note"]})
 
-    try:
-        with transaction.recording():
-            return worker.submit(argv, on_event=on_event, on_finish=transaction.guard(finish))
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    return start_job(worker, argv, transaction, on_event=on_event, on_finish=finish, folder=folder)
 
 
 def _import(job: Job, reference: Any, regions: list[str], options: SegmentationOptions, segmentation: Any,

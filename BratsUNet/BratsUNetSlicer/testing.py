@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from BratsUNetSlicer import scene_io
-from BratsUNetSlicer.training import TrainingSettings, training_config
+from BratsUNetSlicer.training import TrainingOptions, training_config
 
 
 def small_checkpoint(path: str | os.PathLike, patch_size: int = 32, seed: int = 0) -> Path:
@@ -20,7 +20,7 @@ def small_checkpoint(path: str | os.PathLike, patch_size: int = 32, seed: int = 
     from BratsUNetLib.models.checkpoint import save_checkpoint
     from BratsUNetLib.models.networks import build_network
 
-    config = training_config(TrainingSettings(network="small", patch_size=patch_size), [], [])
+    config = training_config(TrainingOptions(network="small", patch_size=patch_size), [], [])
     torch.manual_seed(seed)
     network = build_network(config["model"])
     return save_checkpoint(path, network, config=config, channels=scene_io.MODALITIES)

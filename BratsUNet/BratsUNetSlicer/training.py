@@ -21,9 +21,11 @@ from typing import Any
 import slicer
 
 from BratsUNetLib.cli.command_line import command_argv
+from BratsUNetLib.config.brats import brats_training_config
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import check_output_path, write_text_atomic
 from BratsUNetSlicer import cases, results, scene_io
+from BratsUNetSlicer.jobs import start_job
 from BratsUNetSlicer.models import ModelRegistry
 from BratsUNetSlicer.transaction import SceneTransaction
 from BratsUNetSlicer.worker import Job, WorkerClient
@@ -39,8 +41,10 @@ NETWORKS = {
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
-    """What the panel's training section sets. ``patch_size`` is the edge of the cube the network sees."""
+class TrainingOptions:
+    """How to train: what the panel's training section sets (the library's own
+    :class:`BratsUNetLib.training.settings.TrainingSettings` is how ``bratsunet train`` runs, built from the command
+    line). ``patch_size`` is the edge of the cube the network sees."""
 
     epochs: int = 50
     learning_rate: float = 0.001
@@ -50,6 +54,10 @@ class TrainingSettings:
     network: str = "small"
     seed: int = 0
     device: str = "auto"
+
+
+# The name this class had before (the README's console example, scripts written against it): still accepted.
+TrainingSettings = TrainingOptions
 
 
 def network_block(network: str) -> dict[str, Any]:
@@ -67,31 +75,18 @@ def network_block(network: str) -> dict[str, Any]:
     }
 
 
-def training_config(settings: TrainingSettings, training_files: list[dict], validation_files: list[dict]) -> dict:
+def training_config(settings: TrainingOptions, training_files: list[dict], validation_files: list[dict]) -> dict:
     """An original-format config for BraTS (labels [2, 1, 4] as the WT/TC/ET hierarchy, sigmoid Dice loss)."""
     edge = settings.patch_size
     downsampling = 2 ** (len(NETWORKS.get(settings.network, ())) - 1)
     if edge % downsampling:
         raise BratsUNetError(f"The patch size {edge} must be a multiple of {downsampling} for the "
                              f"'{settings.network}' network.")
-    config = {
-        "model": network_block(settings.network),
-        "optimizer": {"name": "Adam", "lr": settings.learning_rate},
-        "loss": {"name": "DiceLoss", "include_background": True, "sigmoid": True},
-        "scheduler": {"name": "ReduceLROnPlateau", "patience": 10, "factor": 0.5, "min_lr": 1e-08},
-        "dataset": {
-            "name": "SegmentationDataset", "desired_shape": [edge, edge, edge], "labels": [2, 1, 4],
-            "setup_label_hierarchy": True, "normalization": "NormalizeIntensityD",
-            "normalization_kwargs": {"channel_wise": True, "nonzero": False}, "resample": True,
-            "crop_foreground": True,
-        },
-        "training": {"batch_size": settings.batch_size, "validation_batch_size": 1, "n_epochs": settings.epochs,
-                     "save_best": True, "amp": False, "early_stopping_patience": None},
-        "training_filenames": training_files,
-    }
-    if validation_files:
-        config["validation_filenames"] = validation_files
-    return config
+    return brats_training_config(
+        network_block(settings.network), [edge, edge, edge],
+        {"batch_size": settings.batch_size, "validation_batch_size": 1, "n_epochs": settings.epochs,
+         "save_best": True, "amp": False, "early_stopping_patience": None},
+        training_files, validation_files or None, learning_rate=settings.learning_rate)
 
 
 def describe_epoch(event: dict[str, Any]) -> str:
@@ -127,7 +122,7 @@ def fresh_folder(folder: str | Path, stem: str) -> Path:
     return next(path for path in candidates if not (path / CONFIG_NAME / LOG_FILENAME).exists())
 
 
-def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | Path, settings: TrainingSettings,
+def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | Path, settings: TrainingOptions,
           *, resume: bool = False, pretrained: str = "", table: Any = None,
           on_event: Callable[[dict], None] | None = None, registry: ModelRegistry | None = None,
           transaction: SceneTransaction | None = None) -> Job:
@@ -200,7 +195,6 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
                     registry.add(model, trained_here=True)
                 job.result["model"] = str(model)
 
-    with transaction.recording():
-        job = worker.submit(argv, on_event=handle, on_finish=transaction.guard(finish))
+    job = start_job(worker, argv, transaction, on_event=handle, on_finish=finish)
     job.result.update(table=table, chart=chart)
     return job

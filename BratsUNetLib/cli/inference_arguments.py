@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-# The names of BratsUNetLib.inference.backends.BACKENDS and inference.NATIVE_STRATEGIES, spelled out so that --help does not
-# import torch (tests check that they match).
+# The names of BratsUNetLib.inference.backends.BACKENDS and inference.options.NATIVE_STRATEGIES, spelled out so
+# that --help does not import torch (tests check that they match).
 BACKENDS = ("auto", "eager", "onnxruntime", "openvino", "channels_last", "compile", "amp")
 NATIVE_STRATEGIES = ("auto", "whole", "windows")
 

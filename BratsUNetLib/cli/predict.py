@@ -3,7 +3,7 @@
 Same flags and outputs as the original: ``<output_directory>/<name>.nii.gz`` holds the activated network
 outputs (float32, 4-D x,y,z,channels) on the first input's grid, ``<name>`` being the first input's file name
 up to its first dot; where two cases would get one name (first images of the same name in different folders),
-both get their folder's name in front (:func:`BratsUNetLib.inference.pipeline.prediction_names`). In addition
+both get their folder's name in front (:func:`BratsUNetLib.inference.writing.prediction_names`). In addition
 ``--segment`` writes the label map ``<name>_seg.nii.gz`` (uint8): with the WT/TC/ET hierarchy as ORIGINAL.md
 §3 with ``--threshold``; for models whose channels are separate labels, the most probable label where any
 channel (``--sum``: the channels' sum) exceeds ``--threshold``.
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     from BratsUNetLib.errors import BratsUNetError
     from BratsUNetLib.events import ProgressReporter
-    from BratsUNetLib.inference.pipeline import InferenceOptions, predict_group
+    from BratsUNetLib.inference.options import InferenceOptions
+    from BratsUNetLib.inference.writing import predict_group
 
     if args.use_contours:
         raise BratsUNetError("--use_contours is for models trained with extra contour channels (the old "

@@ -62,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from BratsUNetLib.errors import BratsUNetError
     from BratsUNetLib.events import ProgressReporter
     from BratsUNetLib.fileio import check_not_inputs, finish_interrupted_writes, same_file
-    from BratsUNetLib.inference.pipeline import InferenceOptions, load_models, segment_case, write_result
+    from BratsUNetLib.inference.loaded_model import load_models
+    from BratsUNetLib.inference.options import InferenceOptions
+    from BratsUNetLib.inference.pipeline import segment_case
+    from BratsUNetLib.inference.writing import write_result
 
     reporter = ProgressReporter(args.progress)
     say = reporter.message if reporter.mode == "json" else print

@@ -130,7 +130,7 @@ def _train_config(args: argparse.Namespace, config_path: Path, output_dir: Path,
 
 def _predict(config: dict, model: Path, group: str, folder: Path, device: str, reporter) -> None:
     """Predict a file group with the final model, as the original did after training."""
-    from BratsUNetLib.inference.pipeline import predict_group
+    from BratsUNetLib.inference.writing import predict_group
 
     reporter.message(f"Predicting '{group}' into '{folder}'.")
     predict_group(config, model, group, folder, device=device, reporter=reporter)

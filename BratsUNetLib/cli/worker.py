@@ -27,7 +27,7 @@ from BratsUNetLib.events import ProgressReporter, job_scope
 NAME = "worker"
 HELP = "serve bratsunet commands as JSON-lines jobs on stdin/stdout (used by the Slicer module)"
 # What a segmentation job imports (torch, MONAI, nibabel: seconds), imported while the worker waits for its first job.
-PRELOADED_MODULES = ("BratsUNetLib.inference.pipeline", "BratsUNetLib.models.checkpoint", "BratsUNetLib.data.images",
+PRELOADED_MODULES = ("BratsUNetLib.inference.writing", "BratsUNetLib.models.checkpoint", "BratsUNetLib.data.images",
                      "BratsUNetLib.inference.backends")
 
 

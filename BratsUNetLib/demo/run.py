@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from BratsUNetLib.config.brats import brats_training_config
 from BratsUNetLib.errors import BratsUNetError, ConfigError
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import write_text_atomic
@@ -50,26 +51,18 @@ def demo_config(settings: DemoSettings, case_dirs: Sequence[Path]) -> dict:
                 "label": str(case_dir / f"{case_dir.name}_seg.nii.gz")}
 
     n_train, n_val = settings.n_training, settings.n_validation
-    return {
-        "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": len(MODALITIES), "out_channels": 3,
-                  "filters": list(settings.filters), "kernel_size": [3] * levels,
-                  "strides": [1] + [2] * (levels - 1), "upsample_kernel_size": [2] * (levels - 1),
-                  "deep_supervision": False},
-        "optimizer": {"name": "Adam", "lr": 0.003},
+    model = {"name": "DynUNet", "spatial_dims": 3, "in_channels": len(MODALITIES), "out_channels": 3,
+             "filters": list(settings.filters), "kernel_size": [3] * levels,
+             "strides": [1] + [2] * (levels - 1), "upsample_kernel_size": [2] * (levels - 1),
+             "deep_supervision": False}
+    return brats_training_config(
+        model, settings.network_shape,
+        {"batch_size": 2, "validation_batch_size": 2, "n_epochs": 1000, "save_best": True, "amp": True},
+        [case_entry(d) for d in case_dirs[:n_train]], [case_entry(d) for d in case_dirs[n_train:n_train + n_val]],
         # Dice + cross-entropy: the cross-entropy term gives useful gradients from the first steps, which a
         # few-minute training needs (Dice alone, the original's loss, starts much more slowly).
-        "loss": {"name": "DiceCELoss", "include_background": True, "sigmoid": True},
-        "scheduler": {"name": "ReduceLROnPlateau", "patience": 8, "factor": 0.5, "min_lr": 1e-5},
-        "dataset": {"name": "SegmentationDataset", "desired_shape": list(settings.network_shape),
-                    "labels": [2, 1, 4], "setup_label_hierarchy": True, "resample": True,
-                    "crop_foreground": True, "normalization": "NormalizeIntensityD",
-                    "normalization_kwargs": {"channel_wise": True, "nonzero": False},
-                    "training": {"spatial_augmentations": [{"name": "RandFlipd", "prob": 0.5, "spatial_axis": 0}]}},
-        "training": {"batch_size": 2, "validation_batch_size": 2, "n_epochs": 1000, "save_best": True,
-                     "amp": True},
-        "training_filenames": [case_entry(d) for d in case_dirs[:n_train]],
-        "validation_filenames": [case_entry(d) for d in case_dirs[n_train:n_train + n_val]],
-    }
+        learning_rate=0.003, loss="DiceCELoss", scheduler_patience=8, min_lr=1e-5,
+        spatial_augmentations=[{"name": "RandFlipd", "prob": 0.5, "spatial_axis": 0}])
 
 
 def _is_count(value, minimum: int) -> bool:
@@ -144,7 +137,9 @@ def run_demo(settings: DemoSettings, reporter: ProgressReporter, overwrite: bool
     results in the folder are replaced (its training folder is removed, so the new run starts afresh).
     """
     from BratsUNetLib.data import images as imageio
-    from BratsUNetLib.inference import pipeline as inference
+    from BratsUNetLib.inference.loaded_model import load_models
+    from BratsUNetLib.inference.pipeline import segment_case
+    from BratsUNetLib.inference.writing import write_result
     from BratsUNetLib.evaluation import metrics
     from BratsUNetLib.phantoms import generate as phantom
     from BratsUNetLib.evaluation import report
@@ -172,14 +167,14 @@ def run_demo(settings: DemoSettings, reporter: ProgressReporter, overwrite: bool
 
     held_out = case_dirs[settings.n_training + settings.n_validation:]
     reporter.message(f"3/4 Segmenting and evaluating {len(held_out)} held-out cases")
-    models = inference.load_models([model_path], device=settings.device)
+    models = load_models([model_path], device=settings.device)
     case_metrics, slice_pngs = {}, {}
     reporter.start("held-out cases", len(held_out))
     for done, case_dir in enumerate(held_out, start=1):
         case_id = case_dir.name
         paths = {m: case_dir / f"{case_id}_{m}.nii.gz" for m in MODALITIES}
-        segmentation = inference.segment_case(paths, models)
-        inference.write_result(segmentation, output / "predictions" / f"{case_id}.nii.gz")
+        segmentation = segment_case(paths, models)
+        write_result(segmentation, output / "predictions" / f"{case_id}.nii.gz")
         reference = imageio.read_label(case_dir / f"{case_id}_seg.nii.gz", segmentation.labels.shape,
                                        segmentation.affine)
         case_metrics[case_id] = metrics.region_metrics(segmentation.labels, reference,

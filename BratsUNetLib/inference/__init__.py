@@ -1,2 +1,4 @@
-"""Segmenting cases with a trained network: read, preprocess, run, undo the preprocessing, write
-(:mod:`.pipeline`), on the fastest execution backend that gives the same answer (:mod:`.backends`)."""
+"""Segmenting cases with a trained network, one module per step: the options a user gives (:mod:`.options`), the
+models loaded with their preprocessing (:mod:`.loaded_model`), one case from images to labels (:mod:`.pipeline`),
+how the network runs (:mod:`.execution`) on the fastest backend that gives the same answer (:mod:`.backends`),
+labels and volumes (:mod:`.postprocessing`), and the files written (:mod:`.writing`)."""

@@ -287,6 +287,8 @@ class ExportCache:
 
 
 def _onnxruntime_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    # Imported here, not at the top: an optional backend, loaded only when asked for (its native thread pools
+    # live as long as the process, test_backends.py).
     import onnxruntime
 
     onnxruntime.disable_telemetry_events()  # ONNX Runtime's usage events (Windows builds): nothing is sent home
@@ -312,7 +314,7 @@ def _import_openvino() -> Any:
     if hidden:
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import fail
     try:
-        import openvino
+        import openvino  # here, not at the top: optional and seconds to import, loaded only when asked for
     finally:
         if hidden and sys.modules.get("openvino_telemetry", 0) is None:
             del sys.modules["openvino_telemetry"]

@@ -97,9 +97,9 @@ class Context:
         return node
 
     def train(self, folder: Path | None = None, **settings) -> Callable[[], Any]:
-        from BratsUNetSlicer.training import TrainingSettings
+        from BratsUNetSlicer.training import TrainingOptions
 
-        options = TrainingSettings(**{"epochs": 1, "patch_size": 16, "validation_cases": 0, **settings})
+        options = TrainingOptions(**{"epochs": 1, "patch_size": 16, "validation_cases": 0, **settings})
         return lambda: self.logic.train(str(folder or self.folder / "run"), options, wait=True)
 
 

@@ -105,7 +105,7 @@ def test_cases_whose_first_images_share_a_name_get_one_output_each(tmp_path, mod
 
 def test_output_names_never_clash_and_stay_the_originals_where_they_can():
     """Names as the original where unique; each case of a clash gets its folder's name, then its position."""
-    from BratsUNetLib.inference.pipeline import prediction_names
+    from BratsUNetLib.inference.writing import prediction_names
 
     first_images = ["/a/case/flair.nii.gz", "/b/case/flair.nii.gz", "/c/x/flair.nii.gz", "/d/y.nii.gz",
                     "/e/y_seg.nii.gz", "/f/Z.nii", "/g/z.nii", "/h/BraTS_001_flair.nii.gz"]

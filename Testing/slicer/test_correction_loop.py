@@ -15,7 +15,7 @@ from BratsUNetLib.errors import BratsUNetError
 
 CASE_ID = "BraTS20_Training_001"
 SEGMENT_IDS = {"NCR": "NecroticTumorCore", "ED": "PeritumoralEdema", "ET": "EnhancingTumor"}
-SETTINGS = training.TrainingSettings(epochs=1, learning_rate=1e-6, patch_size=32, validation_cases=1,
+SETTINGS = training.TrainingOptions(epochs=1, learning_rate=1e-6, patch_size=32, validation_cases=1,
                                      network="small", seed=1, device="cpu")
 
 

@@ -49,7 +49,7 @@ def _segment(logic, inputs, model, **options):
 
 
 def _settings(epochs=1):
-    return training.TrainingSettings(epochs=epochs, patch_size=16, validation_cases=0, device="cpu")
+    return training.TrainingOptions(epochs=epochs, patch_size=16, validation_cases=0, device="cpu")
 
 
 def _result(fake_logic, inputs, small_model):

@@ -119,8 +119,8 @@ def test_segment_names_are_read_as_brats_sub_regions(name, region):
     assert cases.segment_region(name) == region
 
 
-def _settings(epochs: int) -> training.TrainingSettings:
-    return training.TrainingSettings(epochs=epochs, patch_size=32, validation_cases=1, network="small", seed=1,
+def _settings(epochs: int) -> training.TrainingOptions:
+    return training.TrainingOptions(epochs=epochs, patch_size=32, validation_cases=1, network="small", seed=1,
                                      device="cpu")
 
 
@@ -209,3 +209,101 @@ def test_fine_tuning_starts_from_an_existing_model(scene, logic, loaded, small_m
     model = logic.waitFor(job)["model"]
     assert load_checkpoint(model)["epoch"] == 1
     assert job.result["table"].GetNumberOfRows() == 1  # a table is made when none is given
+
+
+# What ``training_config`` wrote before it called :func:`BratsUNetLib.config.brats.brats_training_config` (computed
+# with the earlier code): ``bratsunet_slicer.json`` stays the same, byte for byte.
+SMALL_CONFIG = {'model': {'name': 'DynUNet',
+           'spatial_dims': 3,
+           'in_channels': 4,
+           'out_channels': 3,
+           'filters': [8, 16, 32, 64],
+           'strides': [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
+           'kernel_size': [[3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+           'upsample_kernel_size': [[2, 2, 2], [2, 2, 2], [2, 2, 2]],
+           'deep_supervision': False},
+ 'optimizer': {'name': 'Adam', 'lr': 0.01},
+ 'loss': {'name': 'DiceLoss', 'include_background': True, 'sigmoid': True},
+ 'scheduler': {'name': 'ReduceLROnPlateau', 'patience': 10, 'factor': 0.5, 'min_lr': 1e-08},
+ 'dataset': {'name': 'SegmentationDataset',
+             'desired_shape': [32, 32, 32],
+             'labels': [2, 1, 4],
+             'setup_label_hierarchy': True,
+             'normalization': 'NormalizeIntensityD',
+             'normalization_kwargs': {'channel_wise': True, 'nonzero': False},
+             'resample': True,
+             'crop_foreground': True},
+ 'training': {'batch_size': 2,
+              'validation_batch_size': 1,
+              'n_epochs': 7,
+              'save_best': True,
+              'amp': False,
+              'early_stopping_patience': None},
+ 'training_filenames': [{'image': ['/run/cases/case0/flair.nii.gz',
+                                   '/run/cases/case0/t1.nii.gz',
+                                   '/run/cases/case0/t1ce.nii.gz',
+                                   '/run/cases/case0/t2.nii.gz'],
+                         'label': '/run/cases/case0/seg.nii.gz'}],
+ 'validation_filenames': [{'image': ['/run/cases/case1/flair.nii.gz',
+                                     '/run/cases/case1/t1.nii.gz',
+                                     '/run/cases/case1/t1ce.nii.gz',
+                                     '/run/cases/case1/t2.nii.gz'],
+                           'label': '/run/cases/case1/seg.nii.gz'}]}
+
+BRATS_CONFIG = {'model': {'name': 'DynUNet',
+           'spatial_dims': 3,
+           'in_channels': 4,
+           'out_channels': 3,
+           'filters': [64, 96, 128, 192, 256, 384],
+           'strides': [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
+           'kernel_size': [[3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+           'upsample_kernel_size': [[2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
+           'deep_supervision': False},
+ 'optimizer': {'name': 'Adam', 'lr': 0.001},
+ 'loss': {'name': 'DiceLoss', 'include_background': True, 'sigmoid': True},
+ 'scheduler': {'name': 'ReduceLROnPlateau', 'patience': 10, 'factor': 0.5, 'min_lr': 1e-08},
+ 'dataset': {'name': 'SegmentationDataset',
+             'desired_shape': [128, 128, 128],
+             'labels': [2, 1, 4],
+             'setup_label_hierarchy': True,
+             'normalization': 'NormalizeIntensityD',
+             'normalization_kwargs': {'channel_wise': True, 'nonzero': False},
+             'resample': True,
+             'crop_foreground': True},
+ 'training': {'batch_size': 1,
+              'validation_batch_size': 1,
+              'n_epochs': 50,
+              'save_best': True,
+              'amp': False,
+              'early_stopping_patience': None},
+ 'training_filenames': [{'image': ['/run/cases/case0/flair.nii.gz',
+                                   '/run/cases/case0/t1.nii.gz',
+                                   '/run/cases/case0/t1ce.nii.gz',
+                                   '/run/cases/case0/t2.nii.gz'],
+                         'label': '/run/cases/case0/seg.nii.gz'},
+                        {'image': ['/run/cases/case1/flair.nii.gz',
+                                   '/run/cases/case1/t1.nii.gz',
+                                   '/run/cases/case1/t1ce.nii.gz',
+                                   '/run/cases/case1/t2.nii.gz'],
+                         'label': '/run/cases/case1/seg.nii.gz'}]}
+
+CASE_FILES = [{"image": [f"/run/cases/case{i}/{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")],
+               "label": f"/run/cases/case{i}/seg.nii.gz"} for i in range(2)]
+
+
+@pytest.mark.parametrize(("options", "validation", "expected"), [
+    (training.TrainingOptions(epochs=7, learning_rate=0.01, batch_size=2, patch_size=32, validation_cases=1,
+                              network="small"), CASE_FILES[1:], SMALL_CONFIG),
+    (training.TrainingOptions(network="brats", patch_size=128), [], BRATS_CONFIG),
+], ids=["small", "brats-no-validation"])
+def test_training_config_file_is_unchanged(options, validation, expected):
+    """The config a training run writes is the text it was (the same run can be repeated on a cluster)."""
+    training_files = CASE_FILES[:1] if validation else CASE_FILES
+    config = training.training_config(options, training_files, validation)
+    assert json.dumps(config, indent=2) == json.dumps(expected, indent=2)
+
+
+def test_training_settings_is_still_the_options_class():
+    """``training.TrainingSettings``, the README's console name, still makes the panel's training options."""
+    assert training.TrainingSettings is training.TrainingOptions
+    assert training.TrainingSettings(epochs=3).epochs == 3

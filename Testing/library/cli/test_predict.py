@@ -16,7 +16,7 @@ from library_support import TINY_CONFIG
 from BratsUNetLib.models.checkpoint import save_checkpoint
 from BratsUNetLib.cli.main import main
 from BratsUNetLib.config.loading import load_config
-from BratsUNetLib.inference.pipeline import predict_group
+from BratsUNetLib.inference.writing import predict_group
 from BratsUNetLib.data.labels import regions_to_labels
 from BratsUNetLib.models.networks import build_network
 from BratsUNetLib.phantoms.generate import brats_affine, generate_case, write_case

@@ -123,3 +123,90 @@ def test_demo_with_overwrite_replaces_an_earlier_demo_and_trains_afresh(tmp_path
     log = (output / "training" / "training_log.csv").read_text()
     assert log.startswith("epoch,loss,lr,val_loss")  # a new run, not a resumed (or refused) one
     assert (output / "notes.txt").read_text() == "the user's own file"
+
+
+# What ``demo_config`` built before it called :func:`BratsUNetLib.config.brats.brats_training_config` (computed with
+# the earlier code): the demo's config file keeps every key and value.
+DEMO_CONFIG = {'model': {'name': 'DynUNet',
+           'spatial_dims': 3,
+           'in_channels': 4,
+           'out_channels': 3,
+           'filters': [8, 16, 32, 64, 128],
+           'kernel_size': [3, 3, 3, 3, 3],
+           'strides': [1, 2, 2, 2, 2],
+           'upsample_kernel_size': [2, 2, 2, 2],
+           'deep_supervision': False},
+ 'optimizer': {'name': 'Adam', 'lr': 0.003},
+ 'loss': {'name': 'DiceCELoss', 'include_background': True, 'sigmoid': True},
+ 'scheduler': {'name': 'ReduceLROnPlateau', 'patience': 8, 'factor': 0.5, 'min_lr': 1e-05},
+ 'dataset': {'name': 'SegmentationDataset',
+             'desired_shape': [64, 64, 64],
+             'labels': [2, 1, 4],
+             'setup_label_hierarchy': True,
+             'resample': True,
+             'crop_foreground': True,
+             'normalization': 'NormalizeIntensityD',
+             'normalization_kwargs': {'channel_wise': True, 'nonzero': False},
+             'training': {'spatial_augmentations': [{'name': 'RandFlipd', 'prob': 0.5, 'spatial_axis': 0}]}},
+ 'training': {'batch_size': 2, 'validation_batch_size': 2, 'n_epochs': 1000, 'save_best': True, 'amp': True},
+ 'training_filenames': [{'image': ['/demo/cases/BraTS-001/BraTS-001_flair.nii.gz',
+                                   '/demo/cases/BraTS-001/BraTS-001_t1.nii.gz',
+                                   '/demo/cases/BraTS-001/BraTS-001_t1ce.nii.gz',
+                                   '/demo/cases/BraTS-001/BraTS-001_t2.nii.gz'],
+                         'label': '/demo/cases/BraTS-001/BraTS-001_seg.nii.gz'},
+                        {'image': ['/demo/cases/BraTS-002/BraTS-002_flair.nii.gz',
+                                   '/demo/cases/BraTS-002/BraTS-002_t1.nii.gz',
+                                   '/demo/cases/BraTS-002/BraTS-002_t1ce.nii.gz',
+                                   '/demo/cases/BraTS-002/BraTS-002_t2.nii.gz'],
+                         'label': '/demo/cases/BraTS-002/BraTS-002_seg.nii.gz'}],
+ 'validation_filenames': [{'image': ['/demo/cases/BraTS-003/BraTS-003_flair.nii.gz',
+                                     '/demo/cases/BraTS-003/BraTS-003_t1.nii.gz',
+                                     '/demo/cases/BraTS-003/BraTS-003_t1ce.nii.gz',
+                                     '/demo/cases/BraTS-003/BraTS-003_t2.nii.gz'],
+                           'label': '/demo/cases/BraTS-003/BraTS-003_seg.nii.gz'}]}
+
+DEMO_CONFIG_NO_VALIDATION = {'model': {'name': 'DynUNet',
+           'spatial_dims': 3,
+           'in_channels': 4,
+           'out_channels': 3,
+           'filters': [4, 8, 16],
+           'kernel_size': [3, 3, 3],
+           'strides': [1, 2, 2],
+           'upsample_kernel_size': [2, 2],
+           'deep_supervision': False},
+ 'optimizer': {'name': 'Adam', 'lr': 0.003},
+ 'loss': {'name': 'DiceCELoss', 'include_background': True, 'sigmoid': True},
+ 'scheduler': {'name': 'ReduceLROnPlateau', 'patience': 8, 'factor': 0.5, 'min_lr': 1e-05},
+ 'dataset': {'name': 'SegmentationDataset',
+             'desired_shape': [32, 48, 64],
+             'labels': [2, 1, 4],
+             'setup_label_hierarchy': True,
+             'resample': True,
+             'crop_foreground': True,
+             'normalization': 'NormalizeIntensityD',
+             'normalization_kwargs': {'channel_wise': True, 'nonzero': False},
+             'training': {'spatial_augmentations': [{'name': 'RandFlipd', 'prob': 0.5, 'spatial_axis': 0}]}},
+ 'training': {'batch_size': 2, 'validation_batch_size': 2, 'n_epochs': 1000, 'save_best': True, 'amp': True},
+ 'training_filenames': [{'image': ['/demo/cases/BraTS-001/BraTS-001_flair.nii.gz',
+                                   '/demo/cases/BraTS-001/BraTS-001_t1.nii.gz',
+                                   '/demo/cases/BraTS-001/BraTS-001_t1ce.nii.gz',
+                                   '/demo/cases/BraTS-001/BraTS-001_t2.nii.gz'],
+                         'label': '/demo/cases/BraTS-001/BraTS-001_seg.nii.gz'}],
+ 'validation_filenames': []}
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"n_training": 2, "n_validation": 1}, DEMO_CONFIG),
+    ({"n_training": 1, "n_validation": 0, "network_shape": (32, 48, 64), "filters": (4, 8, 16)},
+     DEMO_CONFIG_NO_VALIDATION),
+], ids=["defaults", "no-validation"])
+def test_demo_config_is_unchanged(settings, expected):
+    """The demo's ``demo_config.json`` holds the same config as before: the same keys, values and sections."""
+    from pathlib import Path
+
+    from BratsUNetLib.demo.run import demo_config
+
+    case_dirs = [Path(f"/demo/cases/BraTS-{i:03d}") for i in range(1, 4)]
+    config = demo_config(DemoSettings(output=Path("/demo"), n_held_out=1, **settings), case_dirs)
+    assert config == expected
+    assert list(config) == list(expected)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
-from typing import Any
 
 import BratsUNetSlicer  # noqa: F401  (puts the bundled library on sys.path)
 import qt
@@ -20,7 +18,12 @@ import vtk
 from BratsUNetSlicer import cases, dependencies, scene_io, segment, training
 from BratsUNetSlicer.messages import user_errors
 from BratsUNetSlicer.models import ModelRegistry
-from BratsUNetSlicer.parameters import WIDGETS, NodeReference, Parameters
+from BratsUNetSlicer.panel_binding import ParameterBinding
+from BratsUNetSlicer.panel_inputs import InputsSection
+from BratsUNetSlicer.panel_model import ModelSection
+from BratsUNetSlicer.panel_results import ResultsSection
+from BratsUNetSlicer.panel_training import TrainingSection
+from BratsUNetSlicer.parameters import BratsUNetParameterNode, wrap
 from BratsUNetSlicer.transaction import SceneTransaction
 from BratsUNetSlicer.worker import Job, WorkerClient
 from slicer.i18n import tr as _
@@ -34,8 +37,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from BratsUNetLib.errors import BratsUNetError, Cancelled
-
-log = logging.getLogger(__name__)
 
 #
 # BratsUNet
@@ -67,22 +68,23 @@ class BratsUNet(ScriptedLoadableModule):
 
 
 class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: every value lives in the parameter node; the logic does the work in a worker process."""
+    """The panel: every value lives in the parameter node; the logic does the work in a worker process.
 
-    POLL_MSEC = 200
+    Each section of the panel is one object of ``BratsUNetSlicer.panel_*`` (model, case inputs, training,
+    results); this class builds them, follows the scene and the parameter node, and installs the dependencies.
+    """
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic: BratsUNetLogic | None = None
         self._parameterNode = None
-        self._updatingGUI = False
-        self._job: Job | None = None
-        self._jobKind = ""
-        self._timer = None
-        self._cardFor: tuple[str, str] | None = None  # (model, config) whose card is shown
-
-    # -- set-up -------------------------------------------------------------------------------------------------
+        self._parameters: BratsUNetParameterNode | None = None  # the typed view of _parameterNode
+        self.binding: ParameterBinding | None = None
+        self.models: ModelSection | None = None
+        self.inputs: InputsSection | None = None
+        self.training: TrainingSection | None = None
+        self.results: ResultsSection | None = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -91,51 +93,23 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = BratsUNetLogic()
-
-        for text, value in ((_("Automatic"), "auto"), (_("CPU"), "cpu"), (_("GPU"), "gpu")):
-            self.ui.deviceComboBox.addItem(text, value)
-        for text, value in ((_("Small (fast, for a few cases)"), "small"), (_("BraTS 2020 (3DUnetCNN)"), "brats")):
-            self.ui.networkSizeComboBox.addItem(text, value)
-
-        self._timer = qt.QTimer()
-        self._timer.setInterval(self.POLL_MSEC)
-        self._timer.connect("timeout()", self.onPollJob)
-
-        for field, name in WIDGETS.items():
-            self._connectWidget(getattr(self.ui, name), field)
-        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        self.ui.addModelButton.connect("clicked(bool)", self.onAddModel)
-        self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.refreshCasesButton.connect("clicked(bool)", self.onRefreshCases)
-        self.ui.trainButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=False))
-        self.ui.resumeButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=True))
-        self.ui.fineTuneCorrectedButton.connect("clicked(bool)", self.onFineTuneCorrected)
+        self.models = ModelSection(self)
+        self.inputs = InputsSection(self)
+        self.training = TrainingSection(self)
+        self.results = ResultsSection(self)
+        self.binding = ParameterBinding(self.ui, self.updateParameterNodeFromGUI)
+        self.ui.installDependenciesButton.connect("clicked(bool)", self.ensureDependencies)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
-        self._restoreModels()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.inputs.onNodeAdded)
+        self.models.restore()
         self.initializeParameterNode()
-
-    def _connectWidget(self, widget, field: str) -> None:
-        descriptor = getattr(Parameters, field)
-        if isinstance(descriptor, NodeReference):
-            widget.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
-        elif descriptor.kind is bool:
-            widget.connect("toggled(bool)", self.updateParameterNodeFromGUI)
-        elif descriptor.kind in (int, float):
-            widget.connect("valueChanged(double)" if descriptor.kind is float else "valueChanged(int)",
-                           self.updateParameterNodeFromGUI)
-        elif hasattr(widget, "currentPath"):
-            widget.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
-        else:
-            widget.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
 
     def cleanup(self) -> None:
         self.removeObservers()
-        if self._timer is not None:
-            self._timer.stop()
+        if self.results is not None:
+            self.results.stop()
         if self.logic is not None:
             self.logic.worker.close()
 
@@ -153,15 +127,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
-    @vtk.calldata_type(vtk.VTK_OBJECT)
-    def onNodeAdded(self, caller, event, node) -> None:
-        if node.IsA("vtkMRMLScalarVolumeNode"):
-            # A loading volume is added before its name is final: look at the names once loading finished.
-            qt.QTimer.singleShot(0, self._guessInputs)
-
-    def _guessInputs(self) -> None:
-        if self._parameterNode is not None:
-            self.logic.guessInputs(self.parameters)
+    # -- the parameter node -------------------------------------------------------------------------------------
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -171,138 +137,48 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode is not None:
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
         self._parameterNode = node
+        self._parameters = wrap(node) if node is not None else None
         if node is not None:
             self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
         self.updateGUIFromParameterNode()
 
     @property
-    def parameters(self) -> Parameters:
-        return Parameters(self._parameterNode)
+    def hasParameterNode(self) -> bool:
+        return self._parameterNode is not None
 
-    # -- parameter node <-> widgets -----------------------------------------------------------------------------
+    @property
+    def parameters(self) -> BratsUNetParameterNode:
+        return self._parameters
+
+    @property
+    def updatingGUI(self) -> bool:
+        """True while the widgets are being set from the parameter node (their signals must not write back)."""
+        return self.binding.updating
 
     def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
-        if self._parameterNode is None or self._updatingGUI:
+        if self._parameterNode is None or self.binding.updating:
             return
-        self._updatingGUI = True
+        self.binding.updating = True
         try:
             parameters = self.parameters
-            for field, name in WIDGETS.items():
-                self._setWidgetValue(getattr(self.ui, name), field, getattr(parameters, field))
-            if parameters.modelPath and self.logic.models.get(parameters.modelPath) is None:
-                self.logic.models.add(parameters.modelPath, parameters.modelConfigPath)  # e.g. from a loaded scene
-                self._refreshModelSelector()
-            self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(parameters.modelPath))
-            if self._cardFor != (parameters.modelPath, parameters.modelConfigPath):
-                # Reading a card imports torch: never during setup, and not before the panel is drawn.
-                qt.QTimer.singleShot(0, self._showModelCard)
-            self._updateButtons()
+            self.binding.toWidgets(parameters)
+            self.models.showParameters(parameters)
+            self.updateButtons()
         finally:
-            self._updatingGUI = False
-
-    def _setWidgetValue(self, widget, field: str, value: Any) -> None:
-        descriptor = getattr(Parameters, field)
-        if isinstance(descriptor, NodeReference):
-            widget.setCurrentNode(value)
-        elif descriptor.kind is bool:
-            widget.checked = value
-        elif descriptor.kind in (int, float):
-            widget.value = value
-        elif hasattr(widget, "currentPath"):
-            widget.currentPath = value
-        else:
-            widget.setCurrentIndex(max(0, widget.findData(value)))
-
-    def _widgetValue(self, widget, field: str) -> Any:
-        descriptor = getattr(Parameters, field)
-        if isinstance(descriptor, NodeReference):
-            return widget.currentNode()
-        if descriptor.kind is bool:
-            return widget.checked
-        if descriptor.kind in (int, float):
-            return widget.value
-        if hasattr(widget, "currentPath"):
-            return widget.currentPath
-        return widget.currentData
+            self.binding.updating = False
 
     def updateParameterNodeFromGUI(self, *args) -> None:
-        if self._parameterNode is None or self._updatingGUI:
+        if self._parameterNode is None or self.binding.updating:
             return
         wasModified = self._parameterNode.StartModify()
-        parameters = self.parameters
-        for field, name in WIDGETS.items():
-            setattr(parameters, field, self._widgetValue(getattr(self.ui, name), field))
+        self.binding.fromWidgets(self.parameters)
         self._parameterNode.EndModify(wasModified)
 
-    def _updateButtons(self) -> None:
-        parameters = self.parameters
-        running = self._job is not None and not self._job.finished
-        ready = all(parameters.inputs.values()) and bool(parameters.modelPath)
-        self.ui.applyButton.text = _("Cancel") if running and self._jobKind == "segment" else _("Apply")
-        self.ui.applyButton.enabled = (ready and not running) or (running and self._jobKind == "segment")
-        self.ui.applyButton.toolTip = (_("Segment the tumour") if ready
-                                       else _("Select the four input volumes and a model"))
-        self.ui.trainButton.text = _("Cancel") if running and self._jobKind == "train" else _("Train")
-        self.ui.trainButton.enabled = not running or self._jobKind == "train"
-        self.ui.resumeButton.enabled = not running
-        self.ui.fineTuneCorrectedButton.enabled = not running and parameters.outputSegmentation is not None
-
-    # -- models -------------------------------------------------------------------------------------------------
-
-    def _restoreModels(self) -> None:
-        """Models the user chose in earlier sessions (qt.QSettings), then the selector's items."""
-        saved = qt.QSettings().value("BratsUNet/Models", []) or []
-        for item in [saved] if isinstance(saved, str) else saved:  # QSettings gives a str for a single item
-            path, _sep, config = str(item).partition("|")
-            if os.path.isfile(path):
-                self.logic.models.add(path, config)
-        self._refreshModelSelector()
-
-    def _refreshModelSelector(self) -> None:
-        wasBlocked = self.ui.modelComboBox.blockSignals(True)
-        self.ui.modelComboBox.clear()
-        for entry, label in self.logic.models.labelled_entries():
-            self.ui.modelComboBox.addItem(label, entry.path)
-        self.ui.modelComboBox.blockSignals(wasBlocked)
-        qt.QSettings().setValue("BratsUNet/Models",
-                                [f"{e.path}|{e.config}" for e in self.logic.models.entries() if not e.trained_here])
-        if self._parameterNode is not None:
-            self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(self.parameters.modelPath))
-
-    def onAddModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Choose a BratsUNet or 3DUnetCNN model"),
-                                              "", _("PyTorch checkpoints (*.pth *.pt);;All files (*)"))
-        if not path:
-            return
-        entry = self.logic.models.add(path, self.parameters.modelConfigPath)
-        self._refreshModelSelector()
-        self.parameters.modelPath = entry.path
-
-    def onModelChanged(self, index: int) -> None:
-        if self._updatingGUI or index < 0:
-            return
-        path = self.ui.modelComboBox.itemData(index)
-        self.parameters.modelPath = path
-        entry = self.logic.models.get(path)
-        if entry is not None and entry.config and not self.parameters.modelConfigPath:
-            self.parameters.modelConfigPath = entry.config
-        self._showModelCard()
-
-    def _showModelCard(self) -> None:
-        if self._parameterNode is None:
-            return
-        parameters = self.parameters
-        self._cardFor = (parameters.modelPath, parameters.modelConfigPath)
-        if not parameters.modelPath:
-            self.ui.modelCardText.plainText = ""
-        elif dependencies.missing_packages():
-            self.ui.modelCardText.plainText = _("The model card appears once PyTorch and MONAI are installed.")
-        else:
-            try:
-                self.ui.modelCardText.plainText = self.logic.models.card(parameters.modelPath,
-                                                                         parameters.modelConfigPath)
-            except BratsUNetError as exc:
-                self.ui.modelCardText.plainText = str(exc)
+    def updateButtons(self) -> None:
+        """Each section's buttons follow the parameter node and the running job."""
+        parameters, running, kind = self.parameters, self.results.running, self.results.kind
+        self.inputs.updateButtons(parameters, running, kind)
+        self.training.updateButtons(parameters, running, kind)
 
     # -- dependencies -------------------------------------------------------------------------------------------
 
@@ -314,110 +190,15 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             # Importing torch takes a few seconds: let the panel appear first.
             qt.QTimer.singleShot(0, lambda: setattr(self.ui.deviceInfoLabel, "text", dependencies.detected_device()))
-            qt.QTimer.singleShot(0, self._showModelCard)
+            qt.QTimer.singleShot(0, self.models.showCard)
 
-    def _ensureDependencies(self) -> bool:
+    def ensureDependencies(self) -> bool:
+        """Install torch and MONAI after one confirmation when missing; whether they are there now."""
         installed = False  # stays False when the install fails (the error was shown)
         with slicer.util.tryWithErrorDisplay(_("Installing the dependencies failed."), waitCursor=True):
             installed = dependencies.install(slicer.util.confirmOkCancelDisplay)
         self._checkDependencies()
         return installed
-
-    def onInstallDependencies(self) -> None:
-        self._ensureDependencies()
-
-    # -- running jobs -------------------------------------------------------------------------------------------
-
-    def onApplyButton(self) -> None:
-        self._startOrCancel("segment", _("Segmentation could not start."),
-                            lambda: self.logic.segmentWithParameters(self.parameters, onEvent=self.onJobEvent))
-
-    def onTrainButton(self, resume: bool) -> None:
-        self._startOrCancel("train", _("Training could not start."),
-                            lambda: self.logic.trainWithParameters(self.parameters, resume=resume,
-                                                                   onEvent=self.onJobEvent))
-
-    def _startOrCancel(self, kind: str, failure: str, start) -> None:
-        """A job button: cancels the running job, else starts ``start()`` once the dependencies are installed."""
-        if self._job is not None and not self._job.finished:
-            self._job.cancel()
-            return
-        if not self._ensureDependencies():
-            return
-        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            self._startJob(kind, start())
-
-    def onFineTuneCorrected(self) -> None:
-        if not self._ensureDependencies():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Fine-tuning could not start."), waitCursor=True):
-            self._startJob("train", self.logic.fineTuneWithParameters(self.parameters, onEvent=self.onJobEvent))
-        self.onRefreshCases()
-
-    def _startJob(self, kind: str, job: Job) -> None:
-        self._job, self._jobKind = job, kind
-        bar = self.ui.progressBar if kind == "segment" else self.ui.trainingProgressBar
-        bar.setRange(0, 0)  # busy until the first counted task starts
-        self._status(_("Running..."))
-        self._log(f"bratsunet {' '.join(job.argv)}")
-        if job.result.get("chart") is not None:  # training: follow the curves as epochs end
-            slicer.modules.plots.logic().ShowChartInLayout(job.result["chart"])
-        self._updateButtons()
-        self._timer.start()
-
-    def onPollJob(self) -> None:
-        if self._job is None or not self._job.poll():
-            return
-        self._timer.stop()
-        job, kind = self._job, self._jobKind
-        bar = self.ui.progressBar if kind == "segment" else self.ui.trainingProgressBar
-        bar.setRange(0, 1)
-        bar.value = 1 if job.state == "succeeded" else 0
-        if job.state == "succeeded":
-            self._status(job.result.get("note") or _("Done."))
-            if job.result.get("note"):  # an edited result was kept and the new one made beside it
-                self._log(job.result["note"])
-            self.logic.adoptResult(self.parameters, job)
-            self._refreshModelSelector()
-            if kind == "segment":
-                slicer.util.setSliceViewerLayers(background=self.parameters.flair, fit=True)
-        elif job.state == "cancelled":
-            self._status(_("Cancelled."))
-        else:
-            self._status(_("Failed: {error}").format(error=job.error))
-            slicer.util.errorDisplay(job.error or _("The job failed."))
-        self._updateButtons()
-
-    def onJobEvent(self, event: dict) -> None:
-        kind = event.get("event")
-        bar = self.ui.progressBar if self._jobKind == "segment" else self.ui.trainingProgressBar
-        if kind == "start":
-            bar.setRange(0, max(1, int(event.get("total") or 1)))
-            bar.value = 0
-            self._status(str(event.get("task", "")))
-        elif kind == "progress":
-            bar.setRange(0, max(1, int(event.get("total") or 1)))
-            bar.value = int(event.get("done") or 0)
-        elif kind in ("message", "error"):
-            self._log(str(event.get("text") or event.get("message") or ""))
-        elif kind == "epoch":
-            self._log(training.describe_epoch(event))
-            self._status(training.describe_epoch(event))
-
-    def _status(self, text: str) -> None:
-        label = self.ui.statusLabel if self._jobKind != "train" else self.ui.trainingStatusLabel
-        label.text = text
-
-    def _log(self, text: str) -> None:
-        self.ui.logText.appendPlainText(text)
-        log.info("BratsUNet: %s", text)
-
-    # -- training cases -----------------------------------------------------------------------------------------
-
-    def onRefreshCases(self) -> None:
-        found = cases.discover_cases(slicer.mrmlScene)
-        self.ui.casesText.plainText = cases.describe_cases(found) or _("No cases found: load FLAIR, T1, T1ce and "
-                                                                        "T2 volumes and a label per case.")
 
 
 #
@@ -439,10 +220,11 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         self.models = ModelRegistry()
         self._transaction: SceneTransaction | None = None  # set while a fine-tuning round starts its training
 
-    def getParameters(self) -> Parameters:
-        return Parameters(self.getParameterNode())
+    def getParameters(self) -> BratsUNetParameterNode:
+        """The typed view of the scene's parameter node (created when the scene has none)."""
+        return wrap(self.getParameterNode())
 
-    def guessInputs(self, parameters: Parameters) -> None:
+    def guessInputs(self, parameters: BratsUNetParameterNode) -> None:
         """Fill the empty input selectors with the volumes of one case, chosen by their names."""
         for modality, node in scene_io.guess_inputs(slicer.mrmlScene).items():
             if getattr(parameters, modality) is None:
@@ -481,7 +263,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         return self.waitFor(job)["segmentation"] if wait else job
 
     @user_errors
-    def segmentWithParameters(self, parameters: Parameters, wait: bool = False, onEvent=None):
+    def segmentWithParameters(self, parameters: BratsUNetParameterNode, wait: bool = False, onEvent=None):
         """:meth:`segment` with the inputs and options of the parameter node (what Apply does)."""
         return self.segment(
             **parameters.inputs, model=parameters.modelPath, config=parameters.modelConfigPath,
@@ -513,7 +295,8 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         return self.waitFor(job)["model"] if wait else job
 
     @user_errors
-    def trainWithParameters(self, parameters: Parameters, resume: bool = False, wait: bool = False, onEvent=None):
+    def trainWithParameters(self, parameters: BratsUNetParameterNode, resume: bool = False, wait: bool = False,
+                            onEvent=None):
         """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
         return self.train(parameters.trainingFolder, self._trainingOptions(parameters), resume=resume,
                           pretrainedModel=parameters.modelPath if parameters.fineTune else "",
@@ -561,12 +344,12 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
                               settings, pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
 
     @user_errors
-    def fineTuneWithParameters(self, parameters: Parameters, wait: bool = False, onEvent=None):
+    def fineTuneWithParameters(self, parameters: BratsUNetParameterNode, wait: bool = False, onEvent=None):
         """:meth:`fineTuneOnCorrectedCase` on the output segmentation with the training settings of the parameter
         node (what "Fine-tune on the corrected segmentation" does). The output selectors are emptied, so that
         segmenting again makes a new result instead of refilling the corrected one."""
         transaction = SceneTransaction(slicer.mrmlScene)
-        transaction.keep(parameters.node)  # the emptied selectors come back if the run fails
+        transaction.keep(parameters.parameterNode)  # the emptied selectors come back if the run fails
         with self._within(transaction):
             job = self.fineTuneOnCorrectedCase(parameters.outputSegmentation, parameters.trainingFolder,
                                                self._trainingOptions(parameters), table=parameters.trainingTable,
@@ -576,7 +359,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         return self.waitFor(job)["model"] if wait else job
 
     @staticmethod
-    def _trainingOptions(parameters: Parameters) -> training.TrainingOptions:
+    def _trainingOptions(parameters: BratsUNetParameterNode) -> training.TrainingOptions:
         return training.TrainingOptions(
             epochs=parameters.epochs, learning_rate=parameters.learningRate, batch_size=parameters.batchSize,
             patch_size=parameters.patchSize, validation_cases=parameters.validationCases,
@@ -585,7 +368,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     # -- shared -------------------------------------------------------------------------------------------------
 
-    def adoptResult(self, parameters: Parameters, job: Job) -> None:
+    def adoptResult(self, parameters: BratsUNetParameterNode, job: Job) -> None:
         """Point the parameter node at what a finished job made (output nodes, the new model)."""
         if job.result.get("segmentation") is not None:
             parameters.outputSegmentation = job.result["segmentation"]

@@ -1,6 +1,11 @@
 """The Slicer side of BratsUNet: everything the module's logic delegates to.
 
-- :mod:`.parameters`: the module's parameter node (inputs as node references, options as parameters).
+- :mod:`.parameters`: the module's parameter node, a ``slicer.parameterNodeWrapper`` (inputs as node
+  references, options as typed fields).
+- The panel, one file per section: :mod:`.panel_model` (model selector and card), :mod:`.panel_inputs` (case
+  inputs, options, Apply), :mod:`.panel_training` (training cases, Train, Resume, fine-tuning),
+  :mod:`.panel_results` (the running job's progress, status and log, and what it made); :mod:`.panel_binding`
+  keeps the widgets and the parameter node equal.
 - :mod:`.scene_io`: scene volumes to NIfTI files and back, through Slicer's own storage nodes.
 - :mod:`.worker`: the worker process that runs the library (``python -m BratsUNetLib worker``) and its protocol.
 - :mod:`.jobs`: a job started in the worker as one scene transaction (segmenting, training).

@@ -1,100 +1,52 @@
 """The module's parameter node: what the panel shows, kept in the scene so it survives save and reload.
 
-Inputs and outputs are node references (they follow node IDs when a scene is loaded or imported); options are
-string parameters converted to and from Python types here, in one place. :data:`WIDGETS` binds each field to the
-widget of ``Resources/UI/BratsUNet.ui`` that edits it; the widget copies values both ways through it.
+A ``slicer.parameterNodeWrapper`` over the module's ``vtkMRMLScriptedModuleNode``: inputs and outputs are node
+fields (node references, which follow node IDs when a scene is loaded or imported), options are typed fields.
+:data:`WIDGETS` binds each field to the widget of ``Resources/UI/BratsUNet.ui`` that edits it. Scenes saved
+before the wrapper (parameters named "InputFLAIR", "ModelPath"...) are read by :func:`wrap`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from slicer import vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 MODULE_NAME = "BratsUNet"
 
 
-class NodeReference:
-    """A field holding a node of the scene through a node reference role (None when unset)."""
-
-    def __init__(self, role: str):
-        self.role = role
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.attribute = name
-
-    def __get__(self, parameters: Parameters | None, owner: type) -> Any:
-        if parameters is None:
-            return self
-        return parameters.node.GetNodeReference(self.role)
-
-    def __set__(self, parameters: Parameters, value: Any) -> None:
-        parameters.node.SetNodeReferenceID(self.role, value.GetID() if value is not None else None)
-
-
-class Value(Generic[T]):
-    """A field holding a str, bool, int or float option as a string parameter, with a default."""
-
-    def __init__(self, name: str, kind: type[T], default: T):
-        self.name, self.kind, self.default = name, kind, default
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.attribute = name
-
-    def __get__(self, parameters: Parameters | None, owner: type) -> Any:
-        if parameters is None:
-            return self
-        text = parameters.node.GetParameter(self.name)
-        if not text:
-            return self.default
-        if self.kind is bool:
-            return text == "true"
-        try:
-            return self.kind(text)
-        except ValueError:  # a hand-edited or foreign scene: fall back rather than break the panel
-            return self.default
-
-    def __set__(self, parameters: Parameters, value: T) -> None:
-        if self.kind is bool:
-            text = "true" if value else "false"
-        else:
-            text = str(self.kind(value))
-        parameters.node.SetParameter(self.name, text)
-
-
-class Parameters:
-    """Typed view of the module's ``vtkMRMLScriptedModuleNode`` (the node itself is ``.node``)."""
+@parameterNodeWrapper
+class BratsUNetParameterNode:
+    """Typed view of the module's ``vtkMRMLScriptedModuleNode`` (the node itself is ``.parameterNode``)."""
 
     # Segmentation inputs, in the order the network takes them.
-    flair = NodeReference("InputFLAIR")
-    t1 = NodeReference("InputT1")
-    t1ce = NodeReference("InputT1ce")
-    t2 = NodeReference("InputT2")
-    outputSegmentation = NodeReference("OutputSegmentation")
-    volumesTable = NodeReference("VolumesTable")
+    flair: vtkMRMLScalarVolumeNode
+    t1: vtkMRMLScalarVolumeNode
+    t1ce: vtkMRMLScalarVolumeNode
+    t2: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    volumesTable: vtkMRMLTableNode
 
-    modelPath = Value("ModelPath", str, "")
-    modelConfigPath = Value("ModelConfigPath", str, "")
-    device = Value("Device", str, "auto")
-    nativeResolution = Value("NativeResolution", bool, False)
-    testTimeAugmentation = Value("TestTimeAugmentation", bool, False)
-    brats2021Labels = Value("BraTS2021Labels", bool, False)
-    probabilityMaps = Value("ProbabilityMaps", bool, False)
+    modelPath: str = ""
+    modelConfigPath: str = ""
+    device: str = "auto"
+    nativeResolution: bool = False
+    testTimeAugmentation: bool = False
+    brats2021Labels: bool = False
+    probabilityMaps: bool = False
 
     # Training.
-    trainingFolder = Value("TrainingFolder", str, "")
-    epochs = Value("Epochs", int, 50)
-    learningRate = Value("LearningRate", float, 0.001)
-    batchSize = Value("BatchSize", int, 1)
-    patchSize = Value("PatchSize", int, 128)
-    validationCases = Value("ValidationCases", int, 1)
-    networkSize = Value("NetworkSize", str, "small")
-    fineTune = Value("FineTune", bool, False)
-    seed = Value("Seed", int, 0)
-    trainingTable = NodeReference("TrainingTable")
-
-    def __init__(self, node: Any):
-        self.node = node
+    trainingFolder: str = ""
+    epochs: int = 50
+    learningRate: float = 0.001
+    batchSize: int = 1
+    patchSize: int = 128
+    validationCases: int = 1
+    networkSize: str = "small"
+    fineTune: bool = False
+    seed: int = 0
+    trainingTable: vtkMRMLTableNode
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -104,6 +56,50 @@ class Parameters:
     @property
     def labelScheme(self) -> str:
         return "brats2021" if self.brats2021Labels else "brats2020"
+
+
+NODE_FIELDS = tuple(name for name in BratsUNetParameterNode.allParameters
+                    if issubclass(BratsUNetParameterNode.dataType(name), vtkMRMLNode))
+"""The fields that are node references (their reference roles are the field names)."""
+
+# Field -> parameter (or reference role) name in scenes saved before the parameter node wrapper.
+EARLIER_NAMES = {
+    "flair": "InputFLAIR", "t1": "InputT1", "t1ce": "InputT1ce", "t2": "InputT2",
+    "outputSegmentation": "OutputSegmentation", "volumesTable": "VolumesTable", "trainingTable": "TrainingTable",
+    "modelPath": "ModelPath", "modelConfigPath": "ModelConfigPath", "device": "Device",
+    "nativeResolution": "NativeResolution", "testTimeAugmentation": "TestTimeAugmentation",
+    "brats2021Labels": "BraTS2021Labels", "probabilityMaps": "ProbabilityMaps", "trainingFolder": "TrainingFolder",
+    "epochs": "Epochs", "learningRate": "LearningRate", "batchSize": "BatchSize", "patchSize": "PatchSize",
+    "validationCases": "ValidationCases", "networkSize": "NetworkSize", "fineTune": "FineTune", "seed": "Seed",
+}
+
+
+def wrap(node: Any) -> BratsUNetParameterNode:
+    """The typed view of the module's parameter node ``node``; the values of a scene saved before the wrapper
+    (see :data:`EARLIER_NAMES`) are moved to their fields first, once."""
+    for field, earlier in EARLIER_NAMES.items():
+        if node.HasParameter(field):
+            continue
+        if field in NODE_FIELDS:
+            if node.GetNodeReferenceID(earlier):
+                node.SetParameter(field, "")
+                node.SetNodeReferenceID(field, node.GetNodeReferenceID(earlier))
+                node.RemoveNodeReferenceIDs(earlier)
+            continue
+        text = node.GetParameter(earlier)
+        if text:
+            kind = BratsUNetParameterNode.dataType(field)
+            if kind is bool:
+                text = "True" if text == "true" else "False"
+            else:
+                try:
+                    kind(text)
+                except ValueError:  # a hand-edited or foreign scene: the default rather than a broken panel
+                    text = ""
+            if text:
+                node.SetParameter(field, text)
+        node.UnsetParameter(earlier)
+    return BratsUNetParameterNode(node)
 
 
 # Field name -> object name of the widget that edits it in Resources/UI/BratsUNet.ui.

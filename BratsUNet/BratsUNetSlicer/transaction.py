@@ -28,6 +28,7 @@ from typing import Any
 
 import slicer
 import vtk
+from BratsUNetSlicer import parameters
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,7 @@ class _Kept:
     def _roles(node: Any) -> list[str]:
         roles = list(_REFERENCE_ROLES)
         if node.IsA("vtkMRMLScriptedModuleNode"):  # the module's parameter node: its selectors
-            roles += ["InputFLAIR", "InputT1", "InputT1ce", "InputT2", "OutputSegmentation", "VolumesTable",
-                      "TrainingTable"]
+            roles += list(parameters.NODE_FIELDS)
         roles += [f"{prefix}{region}" for prefix in _REFERENCE_PREFIXES for region in ("WT", "TC", "ET")]
         return roles
 

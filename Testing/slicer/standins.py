@@ -9,6 +9,7 @@ class: every scene, node and logic under test is slicer-core's own.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import types
@@ -92,7 +93,8 @@ class ScriptedLoadableModuleTest(unittest.TestCase):
 
 
 def install() -> None:
-    """Make ``import qt, ctk``, ``slicer.ScriptedLoadableModule`` and ``slicer.i18n`` importable."""
+    """Make ``import qt, ctk``, ``slicer.ScriptedLoadableModule``, ``slicer.i18n`` and ``slicer.parameterNodeWrapper``
+    importable."""
     for name in ("qt", "ctk"):
         sys.modules.setdefault(name, types.ModuleType(name))
     module = types.ModuleType("slicer.ScriptedLoadableModule")
@@ -108,6 +110,13 @@ def install() -> None:
     i18n.translate = lambda context, text: text
     sys.modules["slicer.i18n"] = i18n
     slicer.i18n = i18n
+    try:  # a slicer-core that ships it is used as it is
+        importlib.import_module("slicer.parameterNodeWrapper")
+    except ImportError:
+        import parameter_node_wrapper
+
+        sys.modules["slicer.parameterNodeWrapper"] = parameter_node_wrapper
+        slicer.parameterNodeWrapper = parameter_node_wrapper
 
 
 def new_scene() -> tuple[Any, dict[str, Any]]:

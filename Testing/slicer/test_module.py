@@ -49,7 +49,9 @@ def test_ui_file_names_every_widget_the_code_uses():
     from BratsUNetSlicer.parameters import WIDGETS
 
     names = _ui_widget_names()
-    code = (MODULE_DIR / "BratsUNet.py").read_text()
+    # The widget and the panel's sections (BratsUNetSlicer/panel_*.py) reach the .ui's widgets as ``self.ui.<name>``.
+    sources = [MODULE_DIR / "BratsUNet.py", *sorted((MODULE_DIR / "BratsUNetSlicer").glob("panel_*.py"))]
+    code = "\n".join(path.read_text() for path in sources)
     used = set(re.findall(r"self\.ui\.(\w+)", code)) | set(WIDGETS.values())
     assert used, "the module uses no widget?"
     assert sorted(used - set(names)) == []
@@ -121,6 +123,25 @@ def test_parameter_node_survives_saving_and_reloading_the_scene(module, scene, p
     assert (reloaded.epochs, reloaded.learningRate) == (7, 0.0005)
     assert reloaded.testTimeAugmentation is False and reloaded.labelScheme == "brats2021"
     assert slicer.mrmlScene is scene
+
+
+def test_a_scene_saved_before_the_parameter_node_wrapper_keeps_its_choices(module, scene):
+    """Scenes saved by earlier versions named the parameters "InputFLAIR", "ModelPath"... with "true"/"false"."""
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "BraTS20_Training_001_flair")
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "BratsUNet")
+    node.SetSingletonTag("BratsUNet")
+    node.SetAttribute("ModuleName", "BratsUNet")
+    node.SetNodeReferenceID("InputFLAIR", volume.GetID())
+    for name, text in (("ModelPath", "/models/m.pth"), ("BraTS2021Labels", "true"), ("Epochs", "7"),
+                       ("LearningRate", "not a number")):
+        node.SetParameter(name, text)
+
+    parameters = module.BratsUNetLogic().getParameters()
+    assert parameters.flair is volume and parameters.t1 is None
+    assert (parameters.modelPath, parameters.brats2021Labels, parameters.epochs) == ("/models/m.pth", True, 7)
+    assert parameters.learningRate == 0.001  # a value that does not read falls back to the default
+    with pytest.raises(TypeError):  # a typed field refuses the wrong kind of node, as in Slicer
+        parameters.flair = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "outline")
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -349,7 +349,11 @@ def test_a_parameter_node_holding_the_wrong_kind_is_refused(scene, fake_logic, i
     for modality, node in inputs.items():
         setattr(parameters, modality, node)
     parameters.modelPath = str(small_model)
-    parameters.t1ce = _segmentation(scene, "t1ce outline")
+    outline = _segmentation(scene, "t1ce outline")
+    with pytest.raises(TypeError):  # the typed field refuses it, as Slicer's parameterNodeWrapper does...
+        parameters.t1ce = outline
+    # ...but a loaded scene (or another module) can still point the reference at it.
+    parameters.parameterNode.SetNodeReferenceID("t1ce", outline.GetID())
     before = scene_state(scene)
     with pytest.raises(BratsUNetError, match="'t1ce outline' is a segmentation, not an MRI volume"):
         fake_logic.segmentWithParameters(parameters)

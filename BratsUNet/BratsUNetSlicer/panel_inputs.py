@@ -1,0 +1,50 @@
+"""The panel's case-inputs section: the four input volumes (guessed from their names), the segmentation
+options and Apply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import qt
+import vtk
+from slicer.i18n import tr as _
+
+DEVICES = ((_("Automatic"), "auto"), (_("CPU"), "cpu"), (_("GPU"), "gpu"))  # device selector: label, value
+
+
+class InputsSection:
+    """Fills the empty input selectors when volumes are loaded; Apply segments (or cancels the running
+    segmentation). ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``results``)."""
+
+    def __init__(self, panel: Any) -> None:
+        self.panel = panel
+        self.ui = panel.ui
+        for text, value in DEVICES:
+            self.ui.deviceComboBox.addItem(text, value)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node) -> None:
+        if node.IsA("vtkMRMLScalarVolumeNode"):
+            # A loading volume is added before its name is final: look at the names once loading finished.
+            qt.QTimer.singleShot(0, self.guessInputs)
+
+    def guessInputs(self) -> None:
+        """Fill the empty input selectors with the volumes of one case, chosen by their names."""
+        if self.panel.hasParameterNode:
+            self.panel.logic.guessInputs(self.panel.parameters)
+
+    def onApplyButton(self) -> None:
+        panel = self.panel
+        panel.results.startOrCancel("segment", _("Segmentation could not start."),
+                                    lambda: panel.logic.segmentWithParameters(panel.parameters,
+                                                                              onEvent=panel.results.onJobEvent))
+
+    def updateButtons(self, parameters: Any, running: bool, runningKind: str) -> None:
+        """Apply segments when the four inputs and a model are chosen, and cancels a running segmentation."""
+        ready = all(parameters.inputs.values()) and bool(parameters.modelPath)
+        segmenting = running and runningKind == "segment"
+        self.ui.applyButton.text = _("Cancel") if segmenting else _("Apply")
+        self.ui.applyButton.enabled = (ready and not running) or segmenting
+        self.ui.applyButton.toolTip = (_("Segment the tumour") if ready
+                                       else _("Select the four input volumes and a model"))

@@ -1,0 +1,55 @@
+"""The panel's training section: the cases found in the scene, Train, Resume and fine-tuning on a corrected
+result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import slicer
+from BratsUNetSlicer import cases
+from slicer.i18n import tr as _
+
+NETWORK_SIZES = ((_("Small (fast, for a few cases)"), "small"), (_("BraTS 2020 (3DUnetCNN)"), "brats"))
+
+
+class TrainingSection:
+    """Train and Resume (each also cancels a running training), "Fine-tune on the corrected segmentation" and
+    the list of training cases. ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``results``,
+    ``ensureDependencies``)."""
+
+    def __init__(self, panel: Any) -> None:
+        self.panel = panel
+        self.ui = panel.ui
+        for text, value in NETWORK_SIZES:
+            self.ui.networkSizeComboBox.addItem(text, value)
+        self.ui.refreshCasesButton.connect("clicked(bool)", self.onRefreshCases)
+        self.ui.trainButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=False))
+        self.ui.resumeButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=True))
+        self.ui.fineTuneCorrectedButton.connect("clicked(bool)", self.onFineTuneCorrected)
+
+    def onTrainButton(self, resume: bool) -> None:
+        panel = self.panel
+        panel.results.startOrCancel("train", _("Training could not start."),
+                                    lambda: panel.logic.trainWithParameters(panel.parameters, resume=resume,
+                                                                            onEvent=panel.results.onJobEvent))
+
+    def onFineTuneCorrected(self) -> None:
+        panel = self.panel
+        if not panel.ensureDependencies():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Fine-tuning could not start."), waitCursor=True):
+            panel.results.startJob("train", panel.logic.fineTuneWithParameters(panel.parameters,
+                                                                              onEvent=panel.results.onJobEvent))
+        self.onRefreshCases()
+
+    def onRefreshCases(self) -> None:
+        found = cases.discover_cases(slicer.mrmlScene)
+        self.ui.casesText.plainText = cases.describe_cases(found) or _("No cases found: load FLAIR, T1, T1ce and "
+                                                                        "T2 volumes and a label per case.")
+
+    def updateButtons(self, parameters: Any, running: bool, runningKind: str) -> None:
+        """Train cancels a running training; nothing else starts while a job runs."""
+        self.ui.trainButton.text = _("Cancel") if running and runningKind == "train" else _("Train")
+        self.ui.trainButton.enabled = not running or runningKind == "train"
+        self.ui.resumeButton.enabled = not running
+        self.ui.fineTuneCorrectedButton.enabled = not running and parameters.outputSegmentation is not None

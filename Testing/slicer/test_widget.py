@@ -1,0 +1,105 @@
+"""The panel's wiring: the widget's setup, its sections and the parameter node, on a real scene.
+
+slicer-core has no Qt, so the ``.ui`` file's widgets are stand-ins (``unittest.mock`` objects whose values the test
+sets); everything else -- the scene, the parameter node (through ``parameterNodeWrapper``), the sections of
+``BratsUNetSlicer/panel_*.py`` and the logic -- is the module's own code. What this catches: a section that
+reaches for a widget, a field or another section that is not there, or a value that does not travel between the
+panel and the parameter node.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+import qt
+import slicer
+from BratsUNetSlicer.parameters import WIDGETS
+from slicer.util import VTKObservationMixin
+
+NODE_FIELDS = ("flair", "t1", "t1ce", "t2", "outputSegmentation", "volumesTable")
+FLAG_FIELDS = ("nativeResolution", "testTimeAugmentation", "brats2021Labels", "probabilityMaps", "fineTune")
+COUNT_FIELDS = ("epochs", "batchSize", "patchSize", "validationCases", "seed")
+
+
+def _panel() -> mock.MagicMock:
+    """The ``.ui`` file's widgets: selectors empty, check boxes off, spin boxes at 3, paths '/x', choices 'cpu'."""
+    ui = mock.MagicMock()
+    for field, name in WIDGETS.items():
+        widget = getattr(ui, name)
+        if field in NODE_FIELDS:
+            widget.currentNode.return_value = None
+        elif field in FLAG_FIELDS:
+            widget.checked = False
+        elif field in COUNT_FIELDS:
+            widget.value = 3
+        elif field == "learningRate":
+            widget.value = 0.01
+        elif field in ("modelConfigPath", "trainingFolder"):
+            widget.currentPath = "/x"
+        else:  # combo boxes
+            widget.currentData = "cpu"
+            del widget.currentPath
+            widget.findData.return_value = 0
+    ui.modelComboBox.findData.return_value = -1
+    return ui
+
+
+@pytest.fixture
+def widget(module, monkeypatch):
+    ui = _panel()
+    monkeypatch.setattr(qt, "QTimer", mock.MagicMock(), raising=False)
+    monkeypatch.setattr(qt.QTimer, "singleShot", lambda _ms, call: call(), raising=False)
+    settings = mock.MagicMock()
+    settings.return_value.value.return_value = []
+    monkeypatch.setattr(qt, "QSettings", settings, raising=False)
+    monkeypatch.setattr(module.ScriptedLoadableModuleWidget, "setup", lambda self: None, raising=False)
+    monkeypatch.setattr(slicer.util, "loadUI", lambda _path: mock.MagicMock(), raising=False)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda _widget: ui, raising=False)
+
+    class Widget(module.BratsUNetWidget):
+        def __init__(self):  # what ScriptedLoadableModuleWidget's constructor sets, without a main window
+            VTKObservationMixin.__init__(self)
+            self.logic = None
+            self._parameterNode = None
+            self.parent, self.layout = mock.MagicMock(), mock.MagicMock()
+
+        def resourcePath(self, path):
+            return path
+
+    panel = Widget()
+    panel.setup()
+    yield panel, ui
+    panel.cleanup()
+
+
+def test_values_travel_between_the_panel_and_the_parameter_node(widget):
+    panel, ui = widget
+    panel.enter()  # the parameter node is made and shown: its defaults are in the widgets
+    assert ui.epochsSpinBox.value == 50
+    ui.epochsSpinBox.value = 7
+    ui.trainingFolderLineEdit.currentPath = "/data/run"
+    ui.fineTuneCheckBox.checked = True
+    panel.updateParameterNodeFromGUI()
+    assert (panel.parameters.epochs, panel.parameters.trainingFolder, panel.parameters.fineTune) == (7, "/data/run", True)
+    assert panel.parameters.device == "cpu"
+    panel.parameters.epochs = 12  # e.g. from the Python console: the node's Modified event updates the panel
+    assert ui.epochsSpinBox.value == 12
+
+
+def test_with_no_inputs_apply_is_off_and_the_training_list_says_what_to_load(widget):
+    panel, ui = widget
+    panel.enter()
+    panel.updateGUIFromParameterNode()
+    assert ui.applyButton.enabled is False
+    assert ui.trainButton.text == "Train"
+    panel.training.onRefreshCases()
+    assert ui.casesText.plainText.startswith("No cases found")
+
+
+def test_progress_events_and_closing_the_scene_leave_the_panel_usable(widget):
+    panel, _ui = widget
+    panel.results.onJobEvent({"event": "start", "total": 3, "task": "epoch 1"})
+    panel.onSceneStartClose(None, None)
+    panel.enter()  # a new scene: a new parameter node, wired again
+    assert panel.parameters is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import tempfile
 
 import BratsUNetSlicer  # noqa: F401  (puts the bundled library on sys.path)
 import qt
@@ -436,8 +437,7 @@ class BratsUNetTest(ScriptedLoadableModuleTest):
         self.test_segment_generated_case()
 
     def test_segment_generated_case(self) -> None:
-        import tempfile
-
+        # Imported on use: the self-test needs torch, which the panel may still have to install.
         from BratsUNetSlicer.testing import small_checkpoint
 
         from BratsUNetLib.phantoms.generate import generate_case, write_case

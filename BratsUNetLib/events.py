@@ -93,6 +93,8 @@ class ProgressReporter:
         self._bars.clear()
 
     def _show(self, record: dict[str, Any]) -> None:
+        # Imported here: only a drawn bar needs tqdm, and the Slicer module imports this module (job events,
+        # command lines) in a Python that may not have it.
         from tqdm import tqdm
 
         kind = record["event"]

@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from BratsUNetLib.errors import BratsUNetError
+
 TORCH_REQUIREMENT = ">=2.2"
 # What the library needs besides torch (pyproject.toml), as pip requirements keyed by import name.
 PIP_REQUIREMENTS = {
@@ -49,7 +51,7 @@ def detected_device() -> str:
     version = torch_version()
     if version is None or "torch" in missing_packages():
         return "PyTorch is not installed yet (it is installed on first use)"
-    import torch
+    import torch  # on use: the panel opens before torch is installed
 
     if torch.cuda.is_available():
         device = f"CUDA GPU ({torch.cuda.get_device_name(0)})"
@@ -73,18 +75,16 @@ def install(confirm: Callable[[str], bool]) -> bool:
     Raises :class:`~BratsUNetLib.errors.BratsUNetError` with one line when an install fails (the panel shows it;
     nothing is half-configured because each package manager installs atomically per package).
     """
-    from BratsUNetLib.errors import BratsUNetError
-
     missing = missing_packages()
     if not missing:
         return True
     if not confirm(f"BratsUNet needs these Python packages, which are not installed yet: {', '.join(missing)}.\n"
                    "Install them now? This downloads several hundred MB and may take a few minutes."):
         return False
-    import slicer
+    import slicer  # only an install needs the application (its pip and the PyTorch extension)
 
     if "torch" in missing:
-        try:
+        try:  # the PyTorch extension's module, present only where that extension is installed
             import PyTorchUtils
         except ImportError:
             raise BratsUNetError("BratsUNet needs the PyTorch extension to install torch; install 'PyTorch' from the "

@@ -98,6 +98,7 @@ class ModelRegistry:
 
     def card(self, path: str | os.PathLike, config: str | os.PathLike = "") -> str:
         """The model card shown in the panel: inputs, outputs, labels, preprocessing, training summary."""
+        # Imported on use, as in describe().
         from BratsUNetLib.models.checkpoint import model_card
 
         return model_card(self.describe(path, config))

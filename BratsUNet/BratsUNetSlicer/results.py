@@ -73,6 +73,7 @@ def import_segmentation(label_path: str | Path, reference: Any, scheme: str,
     reference geometry. The file is read and checked outside the scene (overlap, label values) before any node
     is created or changed.
     """
+    # Imported on use: the labels bring scipy, which the panel may still have to install.
     from BratsUNetLib.data.labels import check_label_values, region_names
 
     regions = region_names(scheme)

@@ -219,7 +219,7 @@ def source_file(node: Any) -> Path | None:
             or storage.GetNumberOfFileNames() > 1 or node.GetModifiedSinceRead()
             or node.GetParentTransformNode() is not None):
         return None
-    import nibabel
+    import nibabel  # on use: a library package the panel may still have to install
 
     image = nibabel.load(str(path))
     dims = node.GetImageData().GetDimensions()
@@ -234,7 +234,7 @@ def read_channels(path: str | Path, reference: Any) -> np.ndarray:
 
     Raises :class:`ImageError` when the file does not lie on the reference volume's grid.
     """
-    import nibabel
+    import nibabel  # on use: a library package the panel may still have to install
 
     image = nibabel.load(str(path))
     matrix, flipped = slicer_ijk_to_ras(image.affine, image.shape[:3])

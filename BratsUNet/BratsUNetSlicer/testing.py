@@ -15,6 +15,7 @@ def small_checkpoint(path: str | os.PathLike, patch_size: int = 32, seed: int = 
     Its outputs are meaningless but deterministic, which is all a test comparing two ways of running the same
     model needs. Imports torch: call it only where torch is installed.
     """
+    # Imported on use: the panel's self-test runs only once torch is installed.
     import torch
 
     from BratsUNetLib.models.checkpoint import save_checkpoint

@@ -24,6 +24,7 @@ from BratsUNetLib.cli.command_line import command_argv
 from BratsUNetLib.config.brats import brats_training_config
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import check_output_path, write_text_atomic
+from BratsUNetLib.training.files import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
 from BratsUNetSlicer import cases, results, scene_io
 from BratsUNetSlicer.jobs import start_job
 from BratsUNetSlicer.models import ModelRegistry
@@ -104,6 +105,7 @@ def describe_epoch(event: dict[str, Any]) -> str:
 
 def logged_epochs(log_path: Path) -> list[dict[str, Any]]:
     """The rows of a run's ``training_log.csv`` as ``epoch`` events (to show a resumed run's history)."""
+    # Imported on use: the labels bring numpy and scipy, which the panel may still have to install.
     from BratsUNetLib.data.labels import REGIONS
     from BratsUNetLib.training.log import TrainingLog, dice_column
 
@@ -115,8 +117,6 @@ def logged_epochs(log_path: Path) -> list[dict[str, Any]]:
 
 def fresh_folder(folder: str | Path, stem: str) -> Path:
     """``folder/<stem>``, else ``<stem>_2``, ``<stem>_3``...: the first that holds no training run yet."""
-    from BratsUNetLib.training.state import LOG_FILENAME
-
     folder = Path(folder)
     candidates = (folder / (stem if number == 1 else f"{stem}_{number}") for number in itertools.count(1))
     return next(path for path in candidates if not (path / CONFIG_NAME / LOG_FILENAME).exists())
@@ -138,8 +138,6 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
     """
     if not folder:
         raise BratsUNetError("Choose a folder for the training run (checkpoints and log are written there).")
-    from BratsUNetLib.training.state import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
-
     transaction = transaction or SceneTransaction(slicer.mrmlScene)
     folder = Path(folder)
     work_dir = folder / CONFIG_NAME

@@ -43,6 +43,8 @@ def _public_classes(module: Any, accept: Callable[[type], bool]) -> dict[str, ty
 @functools.lru_cache(maxsize=None)
 def allowed_names(kind: str) -> dict[str, type]:
     """The allowlist for ``kind`` (network|loss|optimizer|scheduler|transform|inferer): name -> class."""
+    # torch and MONAI are imported when a name is first resolved, not with the config package: the Slicer
+    # module builds and reads configs in a Python that may not have them yet.
     import torch
 
     if kind == "network":

@@ -41,6 +41,8 @@ from BratsUNetLib.data.cases import Case, CaseSource
 from BratsUNetLib.errors import BratsUNetError, Cancelled
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import atomic_path
+from BratsUNetLib.data.labels import check_label_values, label_channels
+from BratsUNetLib.data.preprocessing import NonFiniteValues
 
 CACHE_MODES = ("memory", "disk", "none")
 # Bump when the layout of a prepared case changes, so old cache files are recomputed.
@@ -53,8 +55,6 @@ def prepare_case(case: Case, options: dict, transforms: Compose, source: str) ->
     ``options``: the normalized dataset options (``labels``, ``setup_label_hierarchy``, ...); ``source``: how
     to name the case in errors (its label file when there is one).
     """
-    from BratsUNetLib.data.labels import check_label_values, label_channels
-    from BratsUNetLib.data.preprocessing import NonFiniteValues
 
     affine = torch.as_tensor(np.asarray(case.affine, dtype=np.float64))
     # A copy: in-memory cases belong to the caller, and MONAI's normalization works in place.

@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from BratsUNetLib.errors import BratsUNetError, ConfigError, ImageError
+from BratsUNetLib.data.images import axis_codes, read_axis_codes, read_case, read_label
 
 
 @dataclass
@@ -50,8 +51,6 @@ class Case:
 
     @property
     def axis_codes(self) -> str:
-        from BratsUNetLib.data.images import axis_codes
-
         return axis_codes(self.affine)
 
     def load(self) -> Case:
@@ -95,14 +94,10 @@ class FileCase:
     @property
     def axis_codes(self) -> str:
         """Voxel axis directions of the reference (first) channel, read from its header."""
-        from BratsUNetLib.data.images import read_axis_codes
-
         return read_axis_codes(self.image_paths[0])
 
     def load(self) -> Case:
         """Read the channels (resampled onto the first one's grid) and the label (nearest neighbour onto it)."""
-        from BratsUNetLib.data.images import read_case, read_label
-
         image, affine = read_case(self.image_paths)
         label = read_label(self.label_path, image.shape[1:], affine) if self.label_path else None
         return Case(self.id, image, affine, label)

@@ -28,6 +28,7 @@ import torch
 from monai import transforms as mt
 
 from BratsUNetLib.errors import BratsUNetError, ImageError
+from BratsUNetLib.config.allowlists import resolve_name
 
 
 class AbovePercentile:
@@ -185,7 +186,6 @@ def deterministic_transforms(dataset: dict, keys: Sequence[str] = ("image", "lab
 def normalization_transform(dataset: dict) -> CheckedNormalization:
     """The config's ``normalization`` transform (a MONAI dictionary transform name) applied to the image, its
     result checked for non-finite values (:class:`CheckedNormalization`)."""
-    from BratsUNetLib.config.allowlists import resolve_name
 
     name = dataset.get("normalization") or "NormalizeIntensityD"
     cls = resolve_name("transform", name, block="dataset", key="normalization")

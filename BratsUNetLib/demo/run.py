@@ -20,7 +20,17 @@ from BratsUNetLib.config.brats import brats_training_config
 from BratsUNetLib.errors import BratsUNetError, ConfigError
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import write_text_atomic
-from BratsUNetLib.phantoms.generate import BRATS_SHAPE, CASE_ID_FORMAT, MIN_SIZE, MODALITIES
+from BratsUNetLib.phantoms.generate import BRATS_SHAPE, CASE_ID_FORMAT, MIN_SIZE, MODALITIES, check_memory, check_shape
+from BratsUNetLib.hardware.devices import resolve_device
+from BratsUNetLib.training.setup import check_training_config
+from BratsUNetLib.data import images as imageio
+from BratsUNetLib.inference.loaded_model import load_models
+from BratsUNetLib.inference.pipeline import segment_case
+from BratsUNetLib.inference.writing import write_result
+from BratsUNetLib.evaluation import metrics, report
+from BratsUNetLib.phantoms import generate as phantom
+from BratsUNetLib.training.loop import train
+from BratsUNetLib.training.settings import TrainingSettings
 
 # What the demo writes into its --output folder: the only names --overwrite replaces there.
 OUTPUT_ENTRIES = ("cases", "demo_config.json", "training", "predictions", "report")
@@ -81,9 +91,6 @@ def check_settings(settings: DemoSettings, overwrite: bool = False) -> None:
     network's downsampling; the memory of a phantom and of training (the demo's config passes the checks of
     ``bratsunet train``); and, unless ``overwrite``, that no earlier demo's results are in ``settings.output``.
     """
-    from BratsUNetLib.hardware.devices import resolve_device
-    from BratsUNetLib.phantoms.generate import check_memory, check_shape
-    from BratsUNetLib.training.setup import check_training_config
 
     minutes = settings.minutes
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not math.isfinite(minutes) \
@@ -136,15 +143,6 @@ def run_demo(settings: DemoSettings, reporter: ProgressReporter, overwrite: bool
     :func:`check_settings` runs first, so a wrong setting writes nothing. With ``overwrite`` an earlier demo's
     results in the folder are replaced (its training folder is removed, so the new run starts afresh).
     """
-    from BratsUNetLib.data import images as imageio
-    from BratsUNetLib.inference.loaded_model import load_models
-    from BratsUNetLib.inference.pipeline import segment_case
-    from BratsUNetLib.inference.writing import write_result
-    from BratsUNetLib.evaluation import metrics
-    from BratsUNetLib.phantoms import generate as phantom
-    from BratsUNetLib.evaluation import report
-    from BratsUNetLib.training.loop import train
-    from BratsUNetLib.training.settings import TrainingSettings
 
     check_settings(settings, overwrite)
     output = Path(settings.output)

@@ -16,11 +16,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from nibabel.orientations import apply_orientation, io_orientation
 
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import atomic_path, write_text_atomic
 from BratsUNetLib.data.labels import REGIONS, region_names
 from BratsUNetLib.evaluation.metrics import mean_metrics
+from BratsUNetLib.training.log import TrainingLog, dice_column
 
 DPI = 100
 STRIP_PX = 28  # height of the column-title strip and of the legend strip of a slices figure
@@ -30,6 +32,7 @@ VIEWS = ("axial", "coronal", "sagittal")
 
 def _figure(width_px: int, height_px: int):
     """A matplotlib Figure of exactly ``width_px × height_px`` pixels at :data:`DPI`, on an Agg canvas."""
+    # Imported here: matplotlib is optional for the library and slow to import; only a report's figures need it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -53,7 +56,6 @@ def _ras_orientation(affine: np.ndarray | None) -> tuple[np.ndarray | None, np.n
     """
     if affine is None:
         return None, np.ones(3)
-    from nibabel.orientations import io_orientation
 
     orientation = io_orientation(affine)
     spacing = np.empty(3)
@@ -64,7 +66,6 @@ def _ras_orientation(affine: np.ndarray | None) -> tuple[np.ndarray | None, np.n
 def _to_ras(array: np.ndarray, orientation: np.ndarray | None) -> np.ndarray:
     if orientation is None:
         return array
-    from nibabel.orientations import apply_orientation
 
     return apply_orientation(array, orientation)
 
@@ -178,7 +179,6 @@ def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike, *
                          height_px: int = 360) -> Path:
     """A PNG of ``training_log.csv`` (columns ``epoch,loss,lr,val_loss``, optional ``dice_WT/TC/ET``): losses
     and learning rate (log scale) on the left, validation Dice per region on the right."""
-    from BratsUNetLib.training.log import TrainingLog, dice_column
 
     log = TrainingLog.read(log_path, REGIONS)
     if not log.rows:

@@ -51,6 +51,8 @@ def available_memory_bytes(device: Any = "cpu") -> int | None:
     """
     kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
     if kind == "cuda":
+        # Imported here: only a CUDA device needs torch; the CPU estimates also serve the image checks of
+        # processes that never import it.
         import torch
 
         try:

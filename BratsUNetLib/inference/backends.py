@@ -519,6 +519,8 @@ class Runner:
         if flops_per_voxel is not None and flops_per_voxel * voxels < AUTO_MIN_FLOPS:
             self._use("eager")
             return None
+        # Imported here: the FLOP counter loads torch._dynamo (about a second), needed only the first time a
+        # network's size is measured; remembered counts skip it.
         from torch.utils.flop_counter import FlopCounterMode
 
         counter = FlopCounterMode(display=False)

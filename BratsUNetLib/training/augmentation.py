@@ -20,6 +20,7 @@ from monai import transforms as mt
 
 from BratsUNetLib.errors import ConfigError
 from BratsUNetLib.data.preprocessing import Preprocessing, deterministic_transforms, normalization_transform
+from BratsUNetLib.config.allowlists import resolve_name
 
 
 def has_random_crop(options: dict) -> bool:
@@ -69,7 +70,6 @@ def _augmentations(options: dict, key: str, default_keys: tuple[str, ...]) -> li
     Spatial transforms move the label with the image; when the transform takes a ``mode`` and the config gives
     none, the label gets ``nearest`` so its one-hot channels stay binary (the original left the image's mode).
     """
-    from BratsUNetLib.config.allowlists import resolve_name
 
     transforms = []
     for position, entry in enumerate(options.get(key) or []):

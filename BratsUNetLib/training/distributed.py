@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from BratsUNetLib.hardware.devices import resolve_device
 from BratsUNetLib.errors import BratsUNetError
@@ -89,7 +90,6 @@ def wrap(network: torch.nn.Module, context: Context) -> torch.nn.Module:
     """``network`` wrapped in DistributedDataParallel when running distributed, else unchanged."""
     if not context.distributed:
         return network
-    from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [context.device.index] if context.device.type == "cuda" else None
     return DistributedDataParallel(network, device_ids=device_ids)

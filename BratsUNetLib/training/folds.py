@@ -20,6 +20,7 @@ import numpy as np
 
 from BratsUNetLib.errors import ConfigError
 from BratsUNetLib.fileio import write_text_atomic
+from BratsUNetLib.config.validation import CROSS_VALIDATION_DEFAULTS
 
 
 def split_folds(items: Sequence[Any], n_folds: int = 5, seed: int = 25) -> list[tuple[list[Any], list[Any]]]:
@@ -49,7 +50,6 @@ def write_fold_configs(config: dict, work_dir: str | Path) -> list[Path]:
     block normalized to ``{"n_folds", "random_seed"}``). The fold files keep every other block and file group
     unchanged, so groups such as ``test_filenames`` are still predicted after each fold.
     """
-    from BratsUNetLib.config.validation import CROSS_VALIDATION_DEFAULTS
 
     if not config.get("training_filenames"):
         raise ConfigError("cross_validation needs cases in 'training_filenames' to split into folds.")

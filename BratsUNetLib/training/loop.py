@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.metrics import compute_dice
 
 from BratsUNetLib.training import distributed
 from BratsUNetLib.cancel import CancelToken
@@ -33,9 +34,13 @@ from BratsUNetLib.data.cases import CaseSource
 from BratsUNetLib.errors import Cancelled
 from BratsUNetLib.events import ProgressReporter, eta_seconds
 from BratsUNetLib.training.lock import RunLock
-from BratsUNetLib.training.state import BEST_FILENAME, MODEL_FILENAME, TrainingRun
+from BratsUNetLib.training.files import BEST_FILENAME, MODEL_FILENAME
+from BratsUNetLib.training.state import TrainingRun
 from BratsUNetLib.training.log import dice_column
 from BratsUNetLib.training.settings import TrainingSettings
+from BratsUNetLib.training.setup import check_training_config, discretize
+from BratsUNetLib.config.loading import filename_groups
+from BratsUNetLib.fileio import check_not_inputs
 
 
 @dataclass
@@ -62,7 +67,6 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
     Raises :class:`BratsUNetError` subclasses for unusable inputs before any epoch runs, and
     :class:`Cancelled` when ``cancel`` is set.
     """
-    from BratsUNetLib.training.setup import check_training_config
 
     settings = settings or TrainingSettings()
     context = distributed.start(settings.device)
@@ -87,8 +91,6 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
 def _check_log_is_not_an_input(config: Any, loaded: dict, settings: TrainingSettings) -> None:
     """The training log (``--training_log_filename`` can name any file) must not be the config, the pretrained
     model or an image or label of the config's lists: the run appends to it and rewrites it."""
-    from BratsUNetLib.config.loading import filename_groups
-    from BratsUNetLib.fileio import check_not_inputs
 
     if settings.log_filename is None:  # <work_dir>/training_log.csv: the run's own file
         return
@@ -201,9 +203,7 @@ def _validate(run: TrainingRun) -> tuple[float, dict[str, float]]:
     METRICS.md); the result is its mean over the cases. (``DiceMetric`` would gather its buffers from every
     rank when a process group exists, and only rank 0 validates.)
     """
-    from monai.metrics import compute_dice
 
-    from BratsUNetLib.training.setup import discretize
 
     network = distributed.unwrap(run.network)
     device = run.context.device

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from BratsUNetLib.training.augmentation import seed_pipeline
 from BratsUNetLib.data.cache import PreparedCases, worker_options
+from BratsUNetLib.data.images import write_image
 
 
 def derive_seed(*numbers: int) -> int:
@@ -130,7 +131,6 @@ def write_examples(dataset: SampleDataset, count: int, folder: str | Path, seed:
     target channels, uint8 (X, Y, Z, L); both with the sample's affine (after crop / resize), so they overlay
     the original images in a viewer.
     """
-    from BratsUNetLib.data.images import write_image
 
     folder = Path(folder)
     written = []

@@ -17,6 +17,9 @@ from BratsUNetLib.models.checkpoint import DEFAULT_CHANNELS
 from BratsUNetLib.config.allowlists import resolve_name
 from BratsUNetLib.errors import ConfigError
 from BratsUNetLib.data.labels import REGIONS
+from BratsUNetLib.config.loading import dataset_options, load_config, training_options
+from BratsUNetLib.models.networks import build_network
+from BratsUNetLib.hardware.memory import check_network_memory
 
 
 def _construct(kind: str, block: Mapping[str, Any], where: str, *args: Any) -> Any:
@@ -123,9 +126,6 @@ def check_training_config(path_or_dict: Any, *, device: Any = "cpu", batch_size:
     output channels against ``dataset.labels``. ConfigError (one line) at the first that fails.
     ``batch_size`` overrides the config's (``train --batch_size``).
     """
-    from BratsUNetLib.config.loading import dataset_options, load_config, training_options
-    from BratsUNetLib.models.networks import build_network
-    from BratsUNetLib.hardware.memory import check_network_memory
 
     config = load_config(path_or_dict)
     model_block = config["model"]

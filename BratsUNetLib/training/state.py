@@ -21,29 +21,32 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from monai.utils import set_determinism
 
-from BratsUNetLib.training import distributed
 from BratsUNetLib.cancel import CancelToken
-from BratsUNetLib.models.checkpoint import capture_rng_state, load_checkpoint, load_weights, restore_rng_state, save_checkpoint
 from BratsUNetLib.config.loading import activation_of, dataset_options, training_options
+from BratsUNetLib.data.cache import PreparedCases
 from BratsUNetLib.data.cases import CaseSource, check_cases, file_cases
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import atomic_path, check_output_folder, remove_interrupted_writes
+from BratsUNetLib.models.checkpoint import (capture_rng_state, load_checkpoint, load_weights, restore_rng_state,
+                                            save_checkpoint)
+from BratsUNetLib.models.networks import build_network
+from BratsUNetLib.training import distributed
+from BratsUNetLib.training.augmentation import split_pipeline
+from BratsUNetLib.training.files import BEST_FILENAME, EXAMPLES_FOLDER, LOG_FILENAME, MODEL_FILENAME
+from BratsUNetLib.training.lock import RunLock
 from BratsUNetLib.training.log import TrainingLog, dice_column
+from BratsUNetLib.training.samples import EpochSampler, SampleDataset, make_loader, write_examples
+from BratsUNetLib.training.settings import TrainingSettings
+from BratsUNetLib.training.setup import (build_inferer, build_loss, build_optimizer, build_scheduler, channel_names,
+                                         output_names, step_scheduler)
 
-if TYPE_CHECKING:
-    from BratsUNetLib.training.lock import RunLock
-    from BratsUNetLib.training.settings import TrainingSettings
-
-MODEL_FILENAME = "model.pth"
-BEST_FILENAME = "model_best.pth"
-LOG_FILENAME = "training_log.csv"
-EXAMPLES_FOLDER = "data_loader_testing"
 
 
 def draw_seed() -> int:
@@ -75,8 +78,6 @@ class TrainingRun:
 
     def setup(self, cases: Sequence[CaseSource] | None, validation_cases: Sequence[CaseSource] | None,
               cancel: CancelToken | None = None) -> None:
-        from BratsUNetLib.training.setup import channel_names, output_names
-
         model_block = self.config["model"]
         in_channels = model_block.get("in_channels")
         if cases is None:
@@ -162,8 +163,6 @@ class TrainingRun:
             self.seeded = self.settings.seed is not None
             self.seed = int(self.settings.seed) if self.seeded else draw_seed()
         if self.seeded:
-            from monai.utils import set_determinism
-
             set_determinism(seed=self.seed)  # also makes cuDNN deterministic
         else:
             torch.manual_seed(self.seed)
@@ -171,9 +170,6 @@ class TrainingRun:
             random.seed(self.seed)
 
     def _build_model(self, resume: dict | None) -> None:
-        from BratsUNetLib.models.networks import build_network
-        from BratsUNetLib.training.setup import build_inferer, build_loss, build_optimizer, build_scheduler
-
         device = self.context.device
         network = build_network(self.config["model"])
         if resume is not None:
@@ -196,10 +192,6 @@ class TrainingRun:
         self.network = distributed.wrap(network, self.context)
 
     def _build_data(self, cancel: CancelToken | None) -> None:
-        from BratsUNetLib.training.augmentation import split_pipeline
-        from BratsUNetLib.data.cache import PreparedCases
-        from BratsUNetLib.training.samples import EpochSampler, SampleDataset, make_loader, write_examples
-
         settings, context = self.settings, self.context
         pin = bool(settings.pin_memory) and context.device.type == "cuda"
         datasets = {}
@@ -250,8 +242,6 @@ class TrainingRun:
 
     def end_epoch(self, row: dict) -> None:
         """Log the epoch, step the scheduler, write the checkpoints (rank 0), keep the ranks together."""
-        from BratsUNetLib.training.setup import step_scheduler
-
         self.log.append(row)
         self.last_epoch = int(row["epoch"])
         if self.context.is_main:

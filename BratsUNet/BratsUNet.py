@@ -8,18 +8,16 @@ imports torch or MONAI when the module loads, so the panel opens before they are
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
 import tempfile
 
 import BratsUNetSlicer  # noqa: F401  (puts the bundled library on sys.path)
-import qt
 import slicer
 import vtk
-from BratsUNetSlicer import cases, dependencies, scene_io, segment, training
+from BratsUNetSlicer import cases, dependencies, scene_io, segment, testing, training
 from BratsUNetSlicer.messages import user_errors
 from BratsUNetSlicer.models import ModelRegistry
 from BratsUNetSlicer.panel_binding import ParameterBinding
+from BratsUNetSlicer.panel_dependencies import DependenciesSection
 from BratsUNetSlicer.panel_inputs import InputsSection
 from BratsUNetSlicer.panel_model import ModelSection
 from BratsUNetSlicer.panel_results import ResultsSection
@@ -38,10 +36,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from BratsUNetLib.errors import BratsUNetError, Cancelled
-
-#
-# BratsUNet
-#
 
 
 class BratsUNet(ScriptedLoadableModule):
@@ -63,16 +57,11 @@ class BratsUNet(ScriptedLoadableModule):
             "Re-implements the 3DUnetCNN training system (David G. Ellis) on MONAI and PyTorch.")
 
 
-#
-# BratsUNetWidget
-#
-
-
 class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: every value lives in the parameter node; the logic does the work in a worker process.
 
     Each section of the panel is one object of ``BratsUNetSlicer.panel_*`` (model, case inputs, training,
-    results); this class builds them, follows the scene and the parameter node, and installs the dependencies.
+    results, dependencies); this class builds them and follows the scene and the parameter node.
     """
 
     def __init__(self, parent=None) -> None:
@@ -86,6 +75,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.inputs: InputsSection | None = None
         self.training: TrainingSection | None = None
         self.results: ResultsSection | None = None
+        self.dependencies: DependenciesSection | None = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -98,8 +88,8 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.inputs = InputsSection(self)
         self.training = TrainingSection(self)
         self.results = ResultsSection(self)
+        self.dependencies = DependenciesSection(self)
         self.binding = ParameterBinding(self.ui, self.updateParameterNodeFromGUI)
-        self.ui.installDependenciesButton.connect("clicked(bool)", self.ensureDependencies)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -116,7 +106,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
-        self._checkDependencies()
+        self.dependencies.check()
 
     def exit(self) -> None:
         self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
@@ -181,31 +171,6 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.inputs.updateButtons(parameters, running, kind)
         self.training.updateButtons(parameters, running, kind)
 
-    # -- dependencies -------------------------------------------------------------------------------------------
-
-    def _checkDependencies(self) -> None:
-        missing = dependencies.missing_packages()
-        self.ui.installDependenciesButton.visible = bool(missing)
-        if missing:
-            self.ui.deviceInfoLabel.text = _("Not installed yet: {packages}").format(packages=", ".join(missing))
-        else:
-            # Importing torch takes a few seconds: let the panel appear first.
-            qt.QTimer.singleShot(0, lambda: setattr(self.ui.deviceInfoLabel, "text", dependencies.detected_device()))
-            qt.QTimer.singleShot(0, self.models.showCard)
-
-    def ensureDependencies(self) -> bool:
-        """Install torch and MONAI after one confirmation when missing; whether they are there now."""
-        installed = False  # stays False when the install fails (the error was shown)
-        with slicer.util.tryWithErrorDisplay(_("Installing the dependencies failed."), waitCursor=True):
-            installed = dependencies.install(slicer.util.confirmOkCancelDisplay)
-        self._checkDependencies()
-        return installed
-
-
-#
-# BratsUNetLogic
-#
-
 
 class BratsUNetLogic(ScriptedLoadableModuleLogic):
     """Segmentation and training, usable from the Python console without the panel.
@@ -250,7 +215,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         if not model:
             raise BratsUNetError(_("No model chosen; give the path of a checkpoint (.pth)."))
         inputs = {"flair": flair, "t1": t1, "t1ce": t1ce, "t2": t2}
-        self._checkNodeKinds(inputs, outputSegmentation=outputSegmentation, volumesTable=volumesTable)
+        scene_io.check_node_roles(inputs, outputSegmentation=outputSegmentation, volumesTable=volumesTable)
         self._requireIdle()
         self._requireDependencies()
         description = self.models.describe(model, config)
@@ -286,7 +251,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         the path of the new model (registered, ready to segment), else the running job (its ``result`` holds
         ``table`` and ``chart`` at once, ``model`` when it ends).
         """
-        self._checkNodeKinds({}, trainingTable=table)
+        scene_io.check_node_roles({}, trainingTable=table)
         self._requireIdle()
         self._requireDependencies()
         found = [] if resume else cases.discover_cases(slicer.mrmlScene)
@@ -299,7 +264,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     def trainWithParameters(self, parameters: BratsUNetParameterNode, resume: bool = False, wait: bool = False,
                             onEvent=None):
         """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
-        return self.train(parameters.trainingFolder, self._trainingOptions(parameters), resume=resume,
+        return self.train(parameters.trainingFolder, training.options_of(parameters), resume=resume,
                           pretrainedModel=parameters.modelPath if parameters.fineTune else "",
                           table=parameters.trainingTable, wait=wait, onEvent=onEvent)
 
@@ -321,28 +286,14 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         and fine-tuning again needs no other step. With a single usable case nothing is held out for validation.
         Returns like :meth:`train`.
         """
-        if not folder:
-            raise BratsUNetError(_("Choose a folder for the training run (checkpoints and log are written there)."))
-        scene_io.check_node_kind(segmentationNode, "vtkMRMLSegmentationNode", _("corrected segmentation"),
-                                 _("a segmentation"), _("choose the BratsUNet result you corrected"))
-        self._checkNodeKinds({}, trainingTable=table)
+        model = training.check_fine_tuning(segmentationNode, folder)
+        scene_io.check_node_roles({}, trainingTable=table)
         self._requireIdle()
-        model = segmentationNode.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentationNode is not None else None
-        if model and not os.path.isfile(model):
-            raise BratsUNetError(_("The model that made '{name}' ({model}) is not there any more; put it back to "
-                                   "fine-tune it.").format(name=segmentationNode.GetName(), model=model))
         # One transaction for the whole round: a failed or cancelled run also takes back "added as a case".
         transaction = self._transaction or SceneTransaction(slicer.mrmlScene)
         with transaction.recording(), self._within(transaction):
-            for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode", slicer.mrmlScene):
-                if node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE) or node is segmentationNode:
-                    transaction.keep(node)  # adding the case moves the "training label" mark between results
-            case = self.addCorrectedCase(segmentationNode)  # refuses a segmentation BratsUNet did not make
-            usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
-            settings = settings or training.TrainingOptions()
-            settings = dataclasses.replace(settings, validation_cases=min(settings.validation_cases, usable - 1))
-            return self.train(str(training.fresh_folder(folder, f"{cases.file_name(case.name)}_fine_tune")),
-                              settings, pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
+            folder, settings = training.fine_tuning_round(segmentationNode, folder, settings, transaction)
+            return self.train(str(folder), settings, pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
 
     @user_errors
     def fineTuneWithParameters(self, parameters: BratsUNetParameterNode, wait: bool = False, onEvent=None):
@@ -353,19 +304,11 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         transaction.keep(parameters.parameterNode)  # the emptied selectors come back if the run fails
         with self._within(transaction):
             job = self.fineTuneOnCorrectedCase(parameters.outputSegmentation, parameters.trainingFolder,
-                                               self._trainingOptions(parameters), table=parameters.trainingTable,
+                                               training.options_of(parameters), table=parameters.trainingTable,
                                                wait=False, onEvent=onEvent)
         parameters.outputSegmentation = None
         parameters.volumesTable = None
         return self.waitFor(job)["model"] if wait else job
-
-    @staticmethod
-    def _trainingOptions(parameters: BratsUNetParameterNode) -> training.TrainingOptions:
-        return training.TrainingOptions(
-            epochs=parameters.epochs, learning_rate=parameters.learningRate, batch_size=parameters.batchSize,
-            patch_size=parameters.patchSize, validation_cases=parameters.validationCases,
-            network=parameters.networkSize, seed=parameters.seed,
-            device=dependencies.device_argument(parameters.device))
 
     # -- shared -------------------------------------------------------------------------------------------------
 
@@ -397,20 +340,6 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         if self.worker.busy:
             raise BratsUNetError(_("BratsUNet is already running a job; wait for it to finish or cancel it."))
 
-    @staticmethod
-    def _checkNodeKinds(inputs: dict, outputSegmentation=None, volumesTable=None, trainingTable=None) -> None:
-        """Every node given to the logic is of the kind its role takes (a selector or a script can hold any node)."""
-        for modality, node in inputs.items():
-            title = scene_io.MODALITY_TITLES[modality]
-            scene_io.check_node_kind(node, "vtkMRMLScalarVolumeNode", _("{title} input").format(title=title),
-                                     _("an MRI volume (a scalar volume)"),
-                                     _("choose a single 3-D MRI volume in the {title} selector").format(title=title))
-        scene_io.check_node_kind(outputSegmentation, "vtkMRMLSegmentationNode", _("output segmentation"),
-                                 _("a segmentation"), _('choose a segmentation or "Create new Segmentation"'))
-        for node, title in ((volumesTable, _("volumes table")), (trainingTable, _("training table"))):
-            scene_io.check_node_kind(node, "vtkMRMLTableNode", title, _("a table"),
-                                     _('choose a table or "Create new Table"'))
-
     @contextlib.contextmanager
     def _within(self, transaction: SceneTransaction):
         """Make the jobs started in the block part of ``transaction`` (fine-tuning is one transaction)."""
@@ -419,11 +348,6 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
             yield transaction
         finally:
             self._transaction = outer
-
-
-#
-# BratsUNetTest
-#
 
 
 class BratsUNetTest(ScriptedLoadableModuleTest):
@@ -437,18 +361,8 @@ class BratsUNetTest(ScriptedLoadableModuleTest):
         self.test_segment_generated_case()
 
     def test_segment_generated_case(self) -> None:
-        # Imported on use: the self-test needs torch, which the panel may still have to install.
-        from BratsUNetSlicer.testing import small_checkpoint
-
-        from BratsUNetLib.phantoms.generate import generate_case, write_case
-
         self.delayDisplay("Generating a case and a small model")
-        folder = tempfile.mkdtemp(prefix="BratsUNetTest-")
-        paths = write_case(generate_case(shape=(32, 32, 32), seed=3), folder, "BraTS20_SelfTest_001")
-        volumes = {name: scene_io.load_volume(paths[name], f"BraTS20_SelfTest_001_{name}")
-                   for name in scene_io.MODALITIES}
-        model = small_checkpoint(os.path.join(folder, "model.pth"))
-
+        volumes, model = testing.generated_case(tempfile.mkdtemp(prefix="BratsUNetTest-"))
         self.delayDisplay("Segmenting")
         logic = BratsUNetLogic()
         try:

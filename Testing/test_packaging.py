@@ -1,6 +1,8 @@
-"""The packaged extension contains only what CMake lists: every shipped file must be listed."""
+"""The packaged extension contains only what CMake lists: every shipped file must be listed; the pip package
+(``pyproject.toml``) names every package of the library."""
 
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,13 @@ def test_every_library_file_is_listed_in_cmake():
     shipped = _shipped_files(ROOT / "BratsUNetLib", ("*.py",))
     assert shipped - listed == set(), "add these to BratsUNetLib/CMakeLists.txt"
     assert listed - shipped == set(), "CMake lists files that do not exist"
+
+
+def test_every_library_package_is_in_the_pip_package():
+    packages = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "BratsUNetLib").rglob("__init__.py")}
+    assert found - packages == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+    assert packages - found == set(), "pyproject.toml names packages that do not exist"
 
 
 def test_every_module_file_and_resource_is_listed_in_cmake():

@@ -4,13 +4,16 @@
   references, options as typed fields).
 - The panel, one file per section: :mod:`.panel_model` (model selector and card), :mod:`.panel_inputs` (case
   inputs, options, Apply), :mod:`.panel_training` (training cases, Train, Resume, fine-tuning),
-  :mod:`.panel_results` (the running job's progress, status and log, and what it made); :mod:`.panel_binding`
-  keeps the widgets and the parameter node equal.
+  :mod:`.panel_results` (the running job's progress, status and log, and what it made),
+  :mod:`.panel_dependencies` (what is missing, Install, the device); :mod:`.panel_binding` keeps the widgets and
+  the parameter node equal.
 - :mod:`.scene_io`: scene volumes to NIfTI files and back, through Slicer's own storage nodes.
 - :mod:`.worker`: the worker process that runs the library (``python -m BratsUNetLib worker``) and its protocol.
 - :mod:`.jobs`: a job started in the worker as one scene transaction (segmenting, training).
 - :mod:`.results`: segmentation nodes with named, coloured segments, volume tables, training plots.
 - :mod:`.cases`: training cases found in the scene.
+- :mod:`.training`: training and fine-tuning jobs from the scene; :mod:`.segment`: the segmentation job.
+- :mod:`.testing`: a generated case and a small model, for the module's self-test.
 - :mod:`.models`: the models the panel offers and their cards.
 - :mod:`.dependencies`: torch and MONAI, installed on first use.
 

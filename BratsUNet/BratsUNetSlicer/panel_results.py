@@ -21,7 +21,7 @@ class ResultsSection:
     """One job at a time, started by a section's button: polls it with a ``qt.QTimer`` (the GUI thread never
     waits), shows its events, and on success points the parameter node at its outputs.
 
-    ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``models``, ``ensureDependencies``,
+    ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``models``, ``dependencies``,
     ``updateButtons``).
     """
 
@@ -46,7 +46,7 @@ class ResultsSection:
         if self.running:
             self.job.cancel()
             return
-        if not self.panel.ensureDependencies():
+        if not self.panel.dependencies.ensure():
             return
         with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
             self.startJob(kind, start())

@@ -15,7 +15,7 @@ NETWORK_SIZES = ((_("Small (fast, for a few cases)"), "small"), (_("BraTS 2020 (
 class TrainingSection:
     """Train and Resume (each also cancels a running training), "Fine-tune on the corrected segmentation" and
     the list of training cases. ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``results``,
-    ``ensureDependencies``)."""
+    ``dependencies``)."""
 
     def __init__(self, panel: Any) -> None:
         self.panel = panel
@@ -35,7 +35,7 @@ class TrainingSection:
 
     def onFineTuneCorrected(self) -> None:
         panel = self.panel
-        if not panel.ensureDependencies():
+        if not panel.dependencies.ensure():
             return
         with slicer.util.tryWithErrorDisplay(_("Fine-tuning could not start."), waitCursor=True):
             panel.results.startJob("train", panel.logic.fineTuneWithParameters(panel.parameters,

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import slicer
 import vtk
+from slicer.i18n import tr as _
 
 from BratsUNetLib.errors import ImageError
 from BratsUNetLib.modalities import MODALITIES
@@ -109,6 +110,21 @@ def check_node_kind(node: Any, class_name: str, title: str, expected: str, fix: 
         raise ImageError(f"The {title} is {type(node).__name__!r}, not a node of the scene; {fix}.")
     if not node.IsA(class_name) or (class_name == "vtkMRMLScalarVolumeNode" and not is_plain_scalar(node)):
         raise ImageError(f"The {title} '{node.GetName()}' is {describe_kind(node)}, not {expected}; {fix}.")
+
+
+def check_node_roles(inputs: dict[str, Any], outputSegmentation: Any = None, volumesTable: Any = None,
+                     trainingTable: Any = None) -> None:
+    """Every node given to the logic is of the kind its role takes (a selector or a script can hold any node):
+    ``inputs`` (modality -> node) scalar volumes, ``outputSegmentation`` a segmentation, the tables tables."""
+    for modality, node in inputs.items():
+        title = MODALITY_TITLES[modality]
+        check_node_kind(node, "vtkMRMLScalarVolumeNode", _("{title} input").format(title=title),
+                        _("an MRI volume (a scalar volume)"),
+                        _("choose a single 3-D MRI volume in the {title} selector").format(title=title))
+    check_node_kind(outputSegmentation, "vtkMRMLSegmentationNode", _("output segmentation"), _("a segmentation"),
+                    _('choose a segmentation or "Create new Segmentation"'))
+    for node, title in ((volumesTable, _("volumes table")), (trainingTable, _("training table"))):
+        check_node_kind(node, "vtkMRMLTableNode", title, _("a table"), _('choose a table or "Create new Table"'))
 
 
 def is_plain_scalar(node: Any) -> bool:

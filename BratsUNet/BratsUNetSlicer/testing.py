@@ -1,4 +1,5 @@
-"""What the module's self-test (and the pytest suite) needs besides a scene: a small model to segment with."""
+"""What the module's self-test (and the pytest suite) needs besides a scene: a generated case and a small model to
+segment it with. Both need torch: call them only where it is installed."""
 
 from __future__ import annotations
 
@@ -25,3 +26,16 @@ def small_checkpoint(path: str | os.PathLike, patch_size: int = 32, seed: int = 
     torch.manual_seed(seed)
     network = build_network(config["model"])
     return save_checkpoint(path, network, config=config, channels=scene_io.MODALITIES)
+
+
+def generated_case(folder: str | os.PathLike, seed: int = 3) -> tuple[dict[str, object], Path]:
+    """A 32³ phantom case written to ``folder`` and loaded into the scene (modality -> volume node), and an
+    untrained :func:`small_checkpoint` beside it."""
+    # Imported on use, as torch in small_checkpoint.
+    from BratsUNetLib.phantoms.generate import generate_case, write_case
+
+    name = "BraTS20_SelfTest_001"
+    paths = write_case(generate_case(shape=(32, 32, 32), seed=seed), folder, name)
+    volumes = {modality: scene_io.load_volume(paths[modality], f"{name}_{modality}")
+               for modality in scene_io.MODALITIES}
+    return volumes, small_checkpoint(Path(folder) / "model.pth")

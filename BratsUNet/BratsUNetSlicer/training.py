@@ -11,6 +11,7 @@ needing the cases in the scene), and the library continues after the last logged
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Callable
@@ -19,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import slicer
+from slicer.i18n import tr as _
 
 from BratsUNetLib.cli.command_line import command_argv
 from BratsUNetLib.config.brats import brats_training_config
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import check_output_path, write_text_atomic
 from BratsUNetLib.training.files import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
-from BratsUNetSlicer import cases, results, scene_io
+from BratsUNetSlicer import cases, dependencies, results, scene_io, segment
 from BratsUNetSlicer.jobs import start_job
 from BratsUNetSlicer.models import ModelRegistry
 from BratsUNetSlicer.transaction import SceneTransaction
@@ -196,3 +198,41 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
     job = start_job(worker, argv, transaction, on_event=handle, on_finish=finish)
     job.result.update(table=table, chart=chart)
     return job
+
+
+def options_of(parameters: Any) -> TrainingOptions:
+    """The training settings of the panel's parameter node (a ``BratsUNetParameterNode``)."""
+    return TrainingOptions(
+        epochs=parameters.epochs, learning_rate=parameters.learningRate, batch_size=parameters.batchSize,
+        patch_size=parameters.patchSize, validation_cases=parameters.validationCases,
+        network=parameters.networkSize, seed=parameters.seed, device=dependencies.device_argument(parameters.device))
+
+
+def check_fine_tuning(segmentation: Any, folder: str | Path) -> str | None:
+    """The model that made ``segmentation`` (a BratsUNet result the user corrected), checked before a fine-tuning
+    round: a folder is chosen, the node is a segmentation and its model is still there. None when it names none
+    (:func:`fine_tuning_round` then refuses it as a segmentation BratsUNet did not make)."""
+    if not folder:
+        raise BratsUNetError(_("Choose a folder for the training run (checkpoints and log are written there)."))
+    scene_io.check_node_kind(segmentation, "vtkMRMLSegmentationNode", _("corrected segmentation"),
+                             _("a segmentation"), _("choose the BratsUNet result you corrected"))
+    model = segmentation.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentation is not None else None
+    if model and not Path(model).is_file():
+        raise BratsUNetError(_("The model that made '{name}' ({model}) is not there any more; put it back to "
+                               "fine-tune it.").format(name=segmentation.GetName(), model=model))
+    return model
+
+
+def fine_tuning_round(segmentation: Any, folder: str | Path, settings: TrainingOptions | None,
+                      transaction: SceneTransaction) -> tuple[Path, TrainingOptions]:
+    """Make the corrected ``segmentation`` a training case (in ``transaction``) and return the round's folder,
+    ``<folder>/<case>_fine_tune`` (``_2``, ``_3``... later), and its settings: ``settings`` (default
+    :class:`TrainingOptions`) with at most all usable cases but one held out for validation."""
+    for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode", slicer.mrmlScene):
+        if node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE) or node is segmentation:
+            transaction.keep(node)  # adding the case moves the "training label" mark between results
+    case = cases.add_corrected_case(segmentation)  # refuses a segmentation BratsUNet did not make
+    usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
+    settings = settings or TrainingOptions()
+    settings = dataclasses.replace(settings, validation_cases=min(settings.validation_cases, usable - 1))
+    return fresh_folder(folder, f"{cases.file_name(case.name)}_fine_tune"), settings

@@ -1,6 +1,10 @@
 """A ``bratsunet`` command as an object: it parses its command line and writes one back (:meth:`Command.to_argv`).
 
-A command's flags are spelled once, in its module's ``add_arguments``. Whatever builds a command line for another
+A command is two modules of one name: its flags in :mod:`BratsUNetLib.cli.arguments` (``NAME``, ``HELP``,
+``add_arguments(parser)``; torch-free, so ``--help`` is instant and the Slicer module can write command lines before
+torch is installed) and its work in :mod:`BratsUNetLib.cli` (``run(args) -> int``, with its imports at the top),
+imported only when the command runs, as pip loads its commands. A command's flags are spelled once, in its
+``add_arguments``. Whatever builds a command line for another
 process (the Slicer module's segment and training jobs, the torchrun relaunch of ``train``, the resume hint)
 writes it from the parser's own actions, so a renamed flag is renamed there too, and a value the command would
 refuse (an unknown option, a value outside its choices, a missing required option) raises here, in the caller,
@@ -18,7 +22,7 @@ from typing import Any
 
 from BratsUNetLib.events import MODES
 
-# The modules of BratsUNetLib.cli that are commands; the order is the order shown by --help.
+# The commands' module names (in BratsUNetLib.cli.arguments and BratsUNetLib.cli); the order is --help's.
 COMMAND_MODULES = (
     "demo",
     "segment",
@@ -32,10 +36,11 @@ COMMAND_MODULES = (
 
 
 class Command:
-    """One ``bratsunet`` command, from its module (``NAME``, ``HELP``, ``add_arguments(parser)``, ``run(args)``)."""
+    """One ``bratsunet`` command: its flags from ``arguments`` (a module of :mod:`BratsUNetLib.cli.arguments`),
+    its work from the module of the same name in :mod:`BratsUNetLib.cli`, imported by :meth:`run`."""
 
-    def __init__(self, module: ModuleType) -> None:
-        self.module = module
+    def __init__(self, arguments: ModuleType) -> None:
+        self.arguments = arguments
 
     @classmethod
     def every(cls) -> list[Command]:
@@ -52,18 +57,24 @@ class Command:
 
     @property
     def name(self) -> str:
-        return self.module.NAME
+        return self.arguments.NAME
 
     @property
     def help(self) -> str:
-        return self.module.HELP
+        return self.arguments.HELP
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the command on ``args`` (a parse of its command line): its work module is imported here, and with it
+        torch and MONAI where the command needs them."""
+        work = importlib.import_module(f"BratsUNetLib.cli.{self.arguments.__name__.rsplit('.', 1)[-1]}")
+        return work.run(args)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Declare this command's options on ``parser``: ``--progress`` (every command has it) and its own."""
         parser.add_argument("--progress", choices=MODES, default="bar",
                             help="progress display: a bar on stderr, JSON lines on stdout (for programs), or none")
-        self.module.add_arguments(parser)
-        parser.set_defaults(run=self.module.run)
+        self.arguments.add_arguments(parser)
+        parser.set_defaults(run=self.run)
 
     @functools.cached_property
     def parser(self) -> argparse.ArgumentParser:
@@ -167,8 +178,8 @@ def command_argv(name: str, **values: Any) -> list[str]:
 
 @functools.cache
 def _commands() -> dict[str, Command]:
-    """The commands by name; their modules import only argparse-level code, so this keeps ``--help`` instant."""
-    commands = (Command(importlib.import_module(f"BratsUNetLib.cli.{name}")) for name in COMMAND_MODULES)
+    """The commands by name, from their argument modules alone (which keeps ``--help`` instant)."""
+    commands = (Command(importlib.import_module(f"BratsUNetLib.cli.arguments.{name}")) for name in COMMAND_MODULES)
     return {command.name: command for command in commands}
 
 

@@ -23,35 +23,21 @@ import json
 import sys
 from pathlib import Path
 
+from BratsUNetLib.cli.arguments.evaluate import NAME
+from BratsUNetLib.data.images import read_label, read_label_image
+from BratsUNetLib.data.labels import check_label_values, get_scheme
 from BratsUNetLib.errors import BratsUNetError
+from BratsUNetLib.evaluation.metrics import mean_metrics, region_metrics
+from BratsUNetLib.events import ProgressReporter
+from BratsUNetLib.fileio import check_not_inputs, check_output_path, write_text_atomic
 
-NAME = "evaluate"
-HELP = "compare predicted label maps with reference segmentations (Dice, HD95, volumes; BraTS 2020 rules)"
 
 OUTPUT_FORMATS = (".json", ".csv")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SEPARATORS = ("_", "-", ".")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prediction", required=True, type=Path,
-                        help="predicted label map, or a folder of them (<case>.nii.gz or <case>/<case>_seg.nii.gz)")
-    parser.add_argument("--reference", required=True, type=Path,
-                        help="reference segmentation, or a folder of them (BraTS layout <case>/<case>_seg.nii.gz)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="also write the results to this .json or .csv file")
-    parser.add_argument("--overwrite", action="store_true", help="replace the --output file if it exists")
-    parser.add_argument("--labels", choices=("brats2020", "brats2021"), default="brats2020",
-                        help="label convention: enhancing tumour is 4 (brats2020, default) or 3 (brats2021+)")
-
-
 def run(args: argparse.Namespace) -> int:
-    from BratsUNetLib.events import ProgressReporter
-    from BratsUNetLib.fileio import check_not_inputs, check_output_path, write_text_atomic
-    from BratsUNetLib.data.images import read_label, read_label_image
-    from BratsUNetLib.data.labels import check_label_values, get_scheme
-    from BratsUNetLib.evaluation.metrics import mean_metrics, region_metrics
-
     if args.output is not None:
         if not args.output.name.lower().endswith(OUTPUT_FORMATS):
             raise BratsUNetError(f"Output '{args.output}' must end in .json or .csv (the format is chosen by "

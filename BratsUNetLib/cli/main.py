@@ -1,8 +1,8 @@
 """The ``bratsunet`` command line: one subcommand per module in :mod:`BratsUNetLib.cli`.
 
-Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and keeps
-its heavy imports (torch, MONAI) inside ``run`` so that ``--help`` stays instant; :class:`.command_line.Command`
-makes it an object that parses its command line and writes one back.
+Each command is a module of flags in :mod:`.arguments` (``NAME``, ``HELP``, ``add_arguments(parser)``) and a module
+of work of the same name here (``run(args) -> int``), imported only when the command runs, so that ``--help`` stays
+instant; :class:`.command_line.Command` makes the pair an object that parses its command line and writes one back.
 User errors (:class:`BratsUNetError`) print one line on stderr and exit with status 2; Ctrl-C exits with 130.
 """
 

@@ -5,50 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from BratsUNetLib.cli.inference_arguments import add_inference_arguments
+from BratsUNetLib.cli.arguments.segment import CHANNEL_FLAGS
+from BratsUNetLib.errors import BratsUNetError
+from BratsUNetLib.events import ProgressReporter
+from BratsUNetLib.fileio import check_not_inputs, check_output_path, finish_interrupted_writes, same_file
+from BratsUNetLib.inference.loaded_model import load_models
+from BratsUNetLib.inference.options import InferenceOptions
+from BratsUNetLib.inference.pipeline import segment_case
+from BratsUNetLib.inference.writing import write_result
+from BratsUNetLib.models.checkpoint import FORMAT, model_card
 
-NAME = "segment"
-HELP = "segment one case (FLAIR, T1, T1ce, T2) into a BraTS label map (1 necrotic, 2 edema, 4 enhancing tumour)"
 
-# (dest, BraTS 2020 flag, BraTS 2023 alias, what it is); the order is the usual channel order.
-CHANNEL_FLAGS = (
-    ("flair", "--flair", "--t2f", "T2-FLAIR image"),
-    ("t1", "--t1", "--t1n", "native T1 image"),
-    ("t1ce", "--t1ce", "--t1c", "contrast-enhanced T1 image"),
-    ("t2", "--t2", "--t2w", "T2 image"),
-)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", required=True, metavar="CKPT",
-                        help="checkpoint (.pth); give it several times to average models (e.g. cross-validation folds)")
-    parser.add_argument("--config", metavar="CONFIG",
-                        help="the training config (JSON); needed only for original 3DUnetCNN checkpoints "
-                             "(bare weights)")
-    inputs = parser.add_argument_group("input images (NIfTI); the label map is written on the grid of the "
-                                       "model's first channel, normally FLAIR")
-    for dest, flag, alias, text in CHANNEL_FLAGS:
-        inputs.add_argument(flag, alias, dest=dest, metavar="FILE", help=text)
-    parser.add_argument("--output", required=True, metavar="LABELS.nii.gz", help="label map to write (uint8)")
-    parser.add_argument("--probabilities", metavar="PROBS.nii.gz",
-                        help="also write the WT/TC/ET probability maps (float32, 4-D x,y,z,3)")
-    add_inference_arguments(parser)
-    parser.add_argument("--labels", choices=("brats2020", "brats2021"), default=None,
-                        help="label for enhancing tumour: 4 (brats2020) or 3 (brats2021+); default: as the model "
-                             "was trained (4 unless its labels use 3)")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="a region is present where its probability is above this (default 0.5)")
-    parser.add_argument("--min-island-voxels", type=int, default=0, metavar="N",
-                        help="remove disconnected tumour pieces smaller than N voxels (default 0: keep all)")
-    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist")
 
 
 def check_nifti_output(path: str, overwrite: bool, flag: str) -> Path:
     """An output path that can be written: a NIfTI name, not a folder, not an existing file unless ``overwrite``."""
-    from BratsUNetLib.errors import BratsUNetError
-    from BratsUNetLib.fileio import check_output_path
-
     checked = check_output_path(path)
     if not str(checked).lower().endswith(NIFTI_SUFFIXES):
         raise BratsUNetError(f"{flag} '{path}' must be a NIfTI file name ending in .nii.gz or .nii.")
@@ -58,15 +30,6 @@ def check_nifti_output(path: str, overwrite: bool, flag: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from BratsUNetLib.models.checkpoint import FORMAT, model_card
-    from BratsUNetLib.errors import BratsUNetError
-    from BratsUNetLib.events import ProgressReporter
-    from BratsUNetLib.fileio import check_not_inputs, finish_interrupted_writes, same_file
-    from BratsUNetLib.inference.loaded_model import load_models
-    from BratsUNetLib.inference.options import InferenceOptions
-    from BratsUNetLib.inference.pipeline import segment_case
-    from BratsUNetLib.inference.writing import write_result
-
     reporter = ProgressReporter(args.progress)
     say = reporter.message if reporter.mode == "json" else print
     images = {dest: getattr(args, dest) for dest, *_ in CHANNEL_FLAGS if getattr(args, dest)}

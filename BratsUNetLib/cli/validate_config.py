@@ -5,23 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAME = "validate-config"
-HELP = ("Check a training config (the original 3DUnetCNN JSON format) and list every problem at once; "
-        "exit status 2 when there are any.")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG", help="the JSON config file to check")
+from BratsUNetLib.config.loading import filename_groups, read_config_file
+from BratsUNetLib.config.validation import validate_config
+from BratsUNetLib.errors import ConfigError
+from BratsUNetLib.events import ProgressReporter
+from BratsUNetLib.models.networks import count_parameters
+from BratsUNetLib.training.setup import check_training_config
 
 
 def run(args: argparse.Namespace) -> int:
-    from BratsUNetLib.config.loading import filename_groups, read_config_file
-    from BratsUNetLib.config.validation import validate_config
-    from BratsUNetLib.errors import ConfigError
-    from BratsUNetLib.events import ProgressReporter
-    from BratsUNetLib.models.networks import count_parameters
-    from BratsUNetLib.training.setup import check_training_config
-
     reporter = ProgressReporter(args.progress)
     raw = read_config_file(args.config)
     # Every problem of the keys and values at once; then the rest of what train checks, which needs them right.

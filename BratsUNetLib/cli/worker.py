@@ -21,23 +21,16 @@ import json
 import sys
 import threading
 
+from BratsUNetLib.cli.arguments.worker import NAME
+from BratsUNetLib.cli.main import build_parser, execute
 from BratsUNetLib.errors import ExitCode
 from BratsUNetLib.events import ProgressReporter, job_scope
 
-NAME = "worker"
-HELP = "serve bratsunet commands as JSON-lines jobs on stdin/stdout (used by the Slicer module)"
 # What a segmentation job imports (torch, MONAI, nibabel: seconds), imported while the worker waits for its first job.
-PRELOADED_MODULES = ("BratsUNetLib.inference.writing", "BratsUNetLib.models.checkpoint", "BratsUNetLib.data.images",
-                     "BratsUNetLib.inference.backends")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(progress="json")
+PRELOADED_MODULES = ("BratsUNetLib.cli.segment", "BratsUNetLib.inference.backends")
 
 
 def run(args: argparse.Namespace) -> int:
-    from BratsUNetLib.cli.main import build_parser
-
     protocol = sys.stdout
     parser = build_parser()
     with contextlib.redirect_stdout(sys.stderr):
@@ -81,8 +74,6 @@ def _parse_job(line: str) -> tuple[str | None, list[str], str | None]:
 
 
 def _run_job(parser: argparse.ArgumentParser, argv: list[str], reporter: ProgressReporter) -> int:
-    from BratsUNetLib.cli.main import execute
-
     if not argv or argv[0] == NAME:
         reporter.emit("error", message=f"not a job command: {' '.join(argv) or '(empty)'}")
         return ExitCode.USER_ERROR

@@ -38,7 +38,7 @@ from BratsUNetLib.training.files import BEST_FILENAME, MODEL_FILENAME
 from BratsUNetLib.training.state import TrainingRun
 from BratsUNetLib.training.log import dice_column
 from BratsUNetLib.training.settings import TrainingSettings
-from BratsUNetLib.training.setup import check_training_config, discretize
+from BratsUNetLib.training.setup import CheckedConfig, check_training_config, discretize
 from BratsUNetLib.config.loading import filename_groups
 from BratsUNetLib.fileio import check_not_inputs
 
@@ -62,7 +62,8 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
           reporter: ProgressReporter | None = None, cancel: CancelToken | None = None) -> TrainingResult:
     """Train (or resume training) the config's network in ``work_dir``; see the module docstring.
 
-    ``config``: a config path or dict (checked by :func:`training_setup.check_training_config`). ``cases`` /
+    ``config``: a config path or dict (checked here by :func:`~BratsUNetLib.training.setup.check_training_config`),
+    or what that check returned (a :class:`~BratsUNetLib.training.setup.CheckedConfig`, not checked again). ``cases`` /
     ``validation_cases`` replace the config's file lists when given (e.g. volumes from a Slicer scene).
     Raises :class:`BratsUNetError` subclasses for unusable inputs before any epoch runs, and
     :class:`Cancelled` when ``cancel`` is set.
@@ -77,9 +78,10 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
     try:
         # Every check `train` and `validate-config` make (training memory included), also for the library's
         # callers (the Slicer module), before anything is written.
-        loaded = check_training_config(config, device=context.device, batch_size=settings.batch_size).config
-        _check_log_is_not_an_input(config, loaded, settings)
-        run = TrainingRun(loaded, Path(work_dir), settings, context, reporter, lock=lock)
+        checked = config if isinstance(config, CheckedConfig) else check_training_config(
+            config, device=context.device, batch_size=settings.batch_size)
+        _check_log_is_not_an_input(checked, settings)
+        run = TrainingRun(checked.config, Path(work_dir), settings, context, reporter, lock=lock)
         run.setup(cases, validation_cases, cancel)
         return _loop(run, cancel)
     finally:
@@ -88,16 +90,16 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
         distributed.finish(context)
 
 
-def _check_log_is_not_an_input(config: Any, loaded: dict, settings: TrainingSettings) -> None:
+def _check_log_is_not_an_input(checked: CheckedConfig, settings: TrainingSettings) -> None:
     """The training log (``--training_log_filename`` can name any file) must not be the config, the pretrained
     model or an image or label of the config's lists: the run appends to it and rewrites it."""
 
     if settings.log_filename is None:  # <work_dir>/training_log.csv: the run's own file
         return
     inputs: list[tuple[str, Any]] = [("--pretrained_model_filename", settings.pretrained_model)]
-    if isinstance(config, (str, Path)):
-        inputs.append(("--config_filename", config))
-    for group, entries in filename_groups(loaded).items():
+    if checked.path is not None:
+        inputs.append(("--config_filename", checked.path))
+    for group, entries in filename_groups(checked.config).items():
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict):
                 label = entry.get("label")

@@ -7,8 +7,10 @@ checks that ``bratsunet train`` runs before it writes anything and that ``bratsu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,10 +112,12 @@ def channel_names(in_channels: int | None, given: Sequence[str] | None = None) -
 
 @dataclass(frozen=True)
 class CheckedConfig:
-    """What :func:`check_training_config` built: the validated config and its (untrained) network."""
+    """What :func:`check_training_config` built: the validated config, its (untrained) network, and the file the
+    config was read from (None for a dict). :func:`BratsUNetLib.training.loop.train` takes it as it is, unchecked."""
 
     config: dict
     network: torch.nn.Module
+    path: Path | None = None
 
 
 def check_training_config(path_or_dict: Any, *, device: Any = "cpu", batch_size: int | None = None) -> CheckedConfig:
@@ -137,4 +141,4 @@ def check_training_config(path_or_dict: Any, *, device: Any = "cpu", batch_size:
     build_loss(config)
     build_scheduler(config, build_optimizer(config, network.parameters()))
     build_inferer(config)
-    return CheckedConfig(config, network)
+    return CheckedConfig(config, network, Path(path_or_dict) if isinstance(path_or_dict, (str, os.PathLike)) else None)

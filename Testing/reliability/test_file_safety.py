@@ -312,7 +312,8 @@ def test_the_training_log_is_never_one_of_the_trainings_inputs(training, cli, ca
     before = hashes(config.parent, case_files["flair"].parent)
     for target, flag in ((config, "--config_filename"), (case_files["seg"], "training_filenames")):
         code, _, err = cli([*argv, "--training_log_filename", str(target)])
-        assert code == 2 and str(target) in one_error_line(err, "train")
+        line = one_error_line(err, "train")
+        assert code == 2 and str(target) in line and "same file as the input" in line and flag in line
         with pytest.raises(BratsUNetError, match=f"same file as the input .*{flag}"):
             train(config, work, settings=TrainingSettings(device="cpu", log_filename=target))
     assert hashes(config.parent, case_files["flair"].parent) == before

@@ -188,7 +188,7 @@ def test_asking_for_a_missing_gpu_is_a_clear_error(tmp_path, model, phantom, cap
 
 
 def test_the_strategies_offered_are_the_ones_inference_knows():
-    from BratsUNetLib.cli import inference_arguments as segment
+    from BratsUNetLib.cli.arguments import inference as segment
     from BratsUNetLib.inference.options import NATIVE_STRATEGIES
 
     assert segment.NATIVE_STRATEGIES == NATIVE_STRATEGIES  # spelled out in the command so that --help stays instant

@@ -269,7 +269,7 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_segment_command_offers_every_backend():
-    from BratsUNetLib.cli import inference_arguments as segment
+    from BratsUNetLib.cli.arguments import inference as segment
 
     assert segment.BACKENDS == backends.BACKENDS  # spelled out there so that `bratsunet --help` needs no torch
 

@@ -325,7 +325,26 @@ def test_training_on_in_memory_cases_without_file_lists(cohort, tmp_path):
 
 # --------------------------------------------------------------------------------------------- the command
 
-def test_train_command_trains_and_predicts_the_other_groups(cohort, tmp_path, capsys):
+@pytest.fixture
+def config_checks(monkeypatch):
+    """The configs that ``check_training_config`` checks during a test, wherever it is called from (the command
+    and the library's ``train`` each look it up in their own module)."""
+    import BratsUNetLib.cli.train
+    import BratsUNetLib.training.loop
+    from BratsUNetLib.training.setup import check_training_config
+
+    checked = []
+
+    def counting(config, **options):
+        checked.append(config)
+        return check_training_config(config, **options)
+
+    for module in (BratsUNetLib.cli.train, BratsUNetLib.training.loop):
+        monkeypatch.setattr(module, "check_training_config", counting)
+    return checked
+
+
+def test_train_command_trains_and_predicts_the_other_groups(cohort, tmp_path, capsys, config_checks):
     config = make_config(cohort, n_epochs=1, samples_per_epoch=6, training_iterations_per_epoch=2)
     config["test_filenames"] = [{"image": cohort[4]["image"]}]
     config_path = tmp_path / "brats_tiny.json"
@@ -333,6 +352,7 @@ def test_train_command_trains_and_predicts_the_other_groups(cohort, tmp_path, ca
     code = cli.main(["train", "--config_filename", str(config_path), "--nthreads", "0", "--ngpus", "0",
                      "--seed", "1", "--progress", "json", "--batch_size", "3", "--n_examples", "2"])
     assert code == 0
+    assert config_checks == [config_path]  # checked once: the command's check is the run's
     work = tmp_path / "brats_tiny"
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert any(e["event"] == "epoch" for e in events)
@@ -345,7 +365,7 @@ def test_train_command_trains_and_predicts_the_other_groups(cohort, tmp_path, ca
         assert nib.load(work / group / f"{case}.nii.gz").shape == (*SHAPE, 3)
 
 
-def test_cross_validation_trains_every_fold_in_its_folder(cohort, tmp_path):
+def test_cross_validation_trains_every_fold_in_its_folder(cohort, tmp_path, config_checks):
     config = make_config(cohort, n_epochs=1)
     config["training_filenames"] = cohort[:3]
     config["cross_validation"] = {"n_folds": 3, "random_seed": 25}
@@ -354,6 +374,7 @@ def test_cross_validation_trains_every_fold_in_its_folder(cohort, tmp_path):
     config_path.write_text(json.dumps(config))
     assert cli.main(["train", "--config_filename", str(config_path), "--nthreads", "0", "--progress", "none",
                      "--device", "cpu", "--n_examples", "0"]) == 0
+    assert config_checks == [config_path]  # the folds are parts of the config checked before they were written
     for fold in (1, 2, 3):
         fold_dir = tmp_path / "cv" / f"fold{fold}"
         fold_config = json.loads((tmp_path / "cv" / f"fold{fold}.json").read_text())

@@ -15,7 +15,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="how the network runs: auto (default: the fastest installed option whose outputs agree "
-                             "with PyTorch fp32), eager (plain PyTorch) or one of the others (see benchmarks/README.md)")
+                             "with PyTorch fp32), eager (plain PyTorch) or one of the others (see "
+                             "benchmarks/README.md)")
     parser.add_argument("--native", nargs="?", const="auto", choices=NATIVE_STRATEGIES, default=None,
                         help="run the network at the images' native resolution instead of resizing the volume to the "
                              "model's input size: 'whole' in one pass over the padded brain (fastest; needs memory), "

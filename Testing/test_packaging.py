@@ -24,7 +24,7 @@ def _shipped_files(folder: Path, patterns: tuple[str, ...]) -> set[Path]:
 
 def test_every_library_file_is_listed_in_cmake():
     listed = _listed_files(ROOT / "BratsUNetLib" / "CMakeLists.txt")
-    shipped = _shipped_files(ROOT / "BratsUNetLib", ("*.py",))
+    shipped = _shipped_files(ROOT / "BratsUNetLib", ("*.py", "*.json"))
     assert shipped - listed == set(), "add these to BratsUNetLib/CMakeLists.txt"
     assert listed - shipped == set(), "CMake lists files that do not exist"
 

@@ -22,6 +22,8 @@ TORCH_REQUIREMENT = ">=2.2"
 PIP_REQUIREMENTS = {
     "monai": "monai>=1.4,<2",
     "nibabel": "nibabel>=5.0",
+    "pooch": "pooch>=1.8",
+    "platformdirs": "platformdirs>=3.0",
     "scipy": "scipy>=1.10",
     "tqdm": "tqdm>=4.60",
 }

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "predict",
     "evaluate",
     "phantom",
+    "models",
     "validate_config",
     "worker",
 )

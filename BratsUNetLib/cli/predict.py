@@ -28,6 +28,7 @@ from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.hardware.machine import machine_settings
 from BratsUNetLib.inference.options import InferenceOptions
 from BratsUNetLib.inference.writing import predict_group
+from BratsUNetLib.models.store import resolve_model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
                                threshold=0.5 if args.threshold is None else args.threshold, scheme=args.labels,
                                min_island_voxels=args.min_island_voxels, sum_then_threshold=args.sum)
     reporter = ProgressReporter(args.progress)
-    written = predict_group(args.config_filename, args.model_filename, args.group, args.output_directory,
+    models = [str(resolve_model(model, reporter=reporter)) for model in args.model_filename]
+    written = predict_group(args.config_filename, models, args.group, args.output_directory,
                             options=options, segment=args.segment, overwrite=args.overwrite,
                             skip_existing=args.no_overwrite,
                             device=device, reporter=reporter)

@@ -14,6 +14,7 @@ from BratsUNetLib.inference.options import InferenceOptions
 from BratsUNetLib.inference.pipeline import segment_case
 from BratsUNetLib.inference.writing import write_result
 from BratsUNetLib.models.checkpoint import FORMAT, model_card
+from BratsUNetLib.models.store import resolve_model
 
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     reporter = ProgressReporter(args.progress)
     say = reporter.message if reporter.mode == "json" else print
     images = {dest: getattr(args, dest) for dest, *_ in CHANNEL_FLAGS if getattr(args, dest)}
+    # A model name (``bratsunet models list``) becomes its checkpoint, downloaded first when needed.
+    args.model = [str(resolve_model(model, reporter=reporter)) for model in args.model]
     # An input is never an output, whatever --overwrite says: checked before anything else is looked at.
     flags = {dest: flag for dest, flag, *_ in CHANNEL_FLAGS}
     inputs = [(flags[dest], path) for dest, path in images.items()]

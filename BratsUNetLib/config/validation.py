@@ -107,6 +107,11 @@ def _transform_list(value: Any) -> bool:
     return value is None or isinstance(value, list)
 
 
+#: How region probabilities become labels (``dataset.label_rule``): ``nested`` as ORIGINAL.md §3 (strictly above the
+#: threshold, an inner region only inside the outer ones), ``priority`` as MONAI's bundles do it (at or above the
+#: threshold, as ``AsDiscreted``; enhancing wherever ET is, else necrotic wherever TC is, else edema wherever WT is).
+LABEL_RULES = ("nested", "priority")
+
 # key -> (check, what is allowed). ``normalization`` and the augmentation lists are also resolved by name.
 _DATASET_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "labels": (_labels, "a non-empty list of label values, a nested list merging values into one channel, "
@@ -125,6 +130,10 @@ _DATASET_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "spatial_augmentations": (_transform_list, "null or a list of {\"name\": <MONAI dictionary transform>, ...}"),
     "intensity_augmentations": (_transform_list, "null or a list of {\"name\": <MONAI dictionary transform>, ...}"),
     "inference": (_inference_flag, "\"auto\", true or false"),
+    "label_rule": (_optional(lambda value: value in LABEL_RULES),
+                   "null, \"nested\" (ORIGINAL.md §3) or \"priority\" (MONAI bundles)"),
+    "native_strategy": (_optional(lambda value: value in ("auto", "whole", "windows")),
+                        "null, \"auto\", \"whole\" or \"windows\" (how the model runs at native resolution)"),
     "cache_dir": (_optional(_is_string), "null or a folder path"),
     "verbose": (_is_bool, "true or false"),
 }

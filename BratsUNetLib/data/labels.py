@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from BratsUNetLib.config.validation import LABEL_RULES
 from BratsUNetLib.errors import BratsUNetError, ImageError
 
 REGIONS = ("WT", "TC", "ET")
@@ -87,19 +88,26 @@ def labels_to_regions(label_map: np.ndarray, scheme: str | LabelScheme = "brats2
 
 
 def regions_to_labels(probabilities: np.ndarray, threshold: float = 0.5,
-                      scheme: str | LabelScheme = "brats2020") -> np.ndarray:
+                      scheme: str | LabelScheme = "brats2020", rule: str = "nested") -> np.ndarray:
     """BraTS label map (uint8, ``probabilities.shape[1:]``) from region probabilities ``(3, ...)`` WT, TC, ET.
 
-    A voxel is edema where WT > threshold, necrotic where TC > threshold as well, enhancing where ET >
-    threshold as well: strictly greater, and an inner region counts only inside the outer ones.
+    ``rule`` (:data:`LABEL_RULES`) ``nested``: a voxel is edema where WT > threshold, necrotic where TC >
+    threshold as well, enhancing where ET > threshold as well: strictly greater, and an inner region counts only
+    inside the outer ones. ``priority``: enhancing where ET >= threshold, else necrotic where TC >= threshold,
+    else edema where WT >= threshold.
     """
     s = get_scheme(scheme)
     probabilities = np.asarray(probabilities)
     if probabilities.ndim < 2 or probabilities.shape[0] != len(REGIONS):
         raise ValueError(f"expected probabilities of shape (3, ...) for WT, TC, ET, got {probabilities.shape}")
-    whole = probabilities[0] > threshold
-    core = whole & (probabilities[1] > threshold)
-    enhancing = core & (probabilities[2] > threshold)
+    if rule not in LABEL_RULES:
+        raise ValueError(f"unknown label rule {rule!r}; expected one of {', '.join(LABEL_RULES)}")
+    if rule == "priority":
+        whole, core, enhancing = (probabilities[index] >= threshold for index in range(3))
+    else:
+        whole = probabilities[0] > threshold
+        core = whole & (probabilities[1] > threshold)
+        enhancing = core & (probabilities[2] > threshold)
     label_map = np.zeros(probabilities.shape[1:], dtype=np.uint8)
     label_map[whole] = s.edema
     label_map[core] = s.necrotic

@@ -46,7 +46,8 @@ def network_runner(model: LoadedModel, options: InferenceOptions, native: bool,
         return network, f"the whole volume at the model's input size {_dims(spatial)}, as it was trained"
     divisor = _downsampling(model.config["model"])
     padded = tuple(-(-size // factor) * factor for size, factor in zip(spatial, divisor))
-    strategy, reason = options.native_strategy or "auto", ""
+    # --native (auto, whole, windows) wins; without it, as the model's publisher runs it (a bundle's sliding window).
+    strategy, reason = options.native_strategy or model.dataset.get("native_strategy") or "auto", ""
     if strategy == "auto":
         strategy, reason = _choose_native_strategy(model, (shape[0], *padded))
     if strategy == "windows":

@@ -39,7 +39,8 @@ def probabilities_to_labels(probabilities: np.ndarray, dataset: dict, options: I
             raise ConfigError(f"A label map needs the 3 region channels WT, TC, ET; this model predicts "
                               f"{probabilities.shape[0]}.")
         label_map = regions_to_labels(probabilities, threshold=options.threshold,
-                                      scheme=label_scheme(dataset, options.scheme))
+                                      scheme=label_scheme(dataset, options.scheme),
+                                      rule=dataset.get("label_rule") or "nested")
     else:
         if any(isinstance(item, (list, tuple)) for item in labels):
             raise ConfigError(f"dataset.labels {labels} merges several labels into one channel without a hierarchy; "

@@ -17,7 +17,8 @@ HELP = "predict the cases of a config's file list (original predict.py flags), o
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config_filename", required=True, help="config (JSON) listing the cases in <group>_filenames")
     parser.add_argument("--model_filename", required=True, action="append",
-                        help="checkpoint (.pth); give it several times to average models (e.g. cross-validation folds)")
+                        help="checkpoint (.pth) or model name (bratsunet models list); give it several times to "
+                             "average models (e.g. cross-validation folds)")
     parser.add_argument("--output_directory", required=True, help="folder for the predictions")
     parser.add_argument("--group", default="test", help="which list to predict: <group>_filenames (default test)")
     parser.add_argument("--activation", choices=("sigmoid", "softmax", "none"), default=None,

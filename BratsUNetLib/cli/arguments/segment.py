@@ -23,7 +23,8 @@ CHANNEL_FLAGS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="CKPT",
-                        help="checkpoint (.pth); give it several times to average models (e.g. cross-validation folds)")
+                        help="checkpoint (.pth) or model name (bratsunet models list); give it several times to "
+                             "average models (e.g. cross-validation folds)")
     parser.add_argument("--config", metavar="CONFIG",
                         help="the training config (JSON); needed only for original 3DUnetCNN checkpoints "
                              "(bare weights)")

@@ -67,6 +67,17 @@ def test_both_dataset_names_are_accepted(dataset_name):
     assert load_config(config)["dataset"]["name"] == dataset_name
 
 
+@pytest.mark.parametrize("key, good, bad", [("label_rule", "priority", "majority"),
+                                            ("native_strategy", "windows", "tiles")])
+def test_how_a_model_labels_and_runs_natively_are_checked(key, good, bad):
+    config = small_config()
+    config["dataset"][key] = good
+    assert load_config(config)["dataset"][key] == good
+    config["dataset"][key] = bad
+    problem = one_problem(config)
+    assert f"dataset.{key}" in problem and repr(bad).strip("'") in problem
+
+
 def test_cross_validation_dict_form_is_kept():
     config = small_config()
     config["cross_validation"] = {"n_folds": 3, "random_seed": 7}

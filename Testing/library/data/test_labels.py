@@ -26,6 +26,22 @@ def test_regions_become_labels_with_strict_thresholds_and_nesting(scheme, enhanc
     assert labels.tolist() == [0, 2, 0, 1, enhancing, enhancing, 0]
 
 
+@pytest.mark.parametrize("scheme, enhancing", [("brats2020", 4), ("brats2021", 3)])
+def test_the_priority_rule_labels_as_monai_bundles_do(scheme, enhancing):
+    """Each region at or above the threshold, wherever it is: ET first, then TC, then WT (no nesting)."""
+    probabilities = np.array([
+        [0.5, 0.2, 0.2, 0.9, 0.49, 0.0],  # WT
+        [0.1, 0.5, 0.2, 0.9, 0.49, 0.0],  # TC
+        [0.1, 0.1, 0.5, 0.1, 0.49, 0.0],  # ET
+    ], dtype=np.float32)
+    labels = regions_to_labels(probabilities, scheme=scheme, rule="priority")
+    assert labels.tolist() == [2, 1, enhancing, 1, 0, 0]
+    # The nested rule on the same outputs: strictly above, and ET or TC alone are nothing.
+    assert regions_to_labels(probabilities, scheme=scheme).tolist() == [0, 0, 0, 1, 0, 0]
+    with pytest.raises(ValueError, match="unknown label rule"):
+        regions_to_labels(probabilities, rule="majority")
+
+
 def test_threshold_is_configurable():
     assert regions_to_labels(PROBABILITIES, threshold=0.55).tolist() == [0, 2, 0, 2, 4, 0, 0]
 

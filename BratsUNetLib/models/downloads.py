@@ -1,0 +1,166 @@
+"""Model downloads into the per-user models folder: verified before first use, resumable, cancellable.
+
+pooch does the verification and the placing of the file (:func:`pooch.retrieve`: into a temporary file, hash
+checked, then moved to its name; on a mismatch the temporary file is removed). Its own HTTP downloader starts
+every transfer from byte 0 and reports to a tqdm bar only, so the transfer itself is :class:`ResumingDownloader`,
+pooch's downloader interface: the bytes go to ``<file>.part`` (kept when the transfer stops), the next attempt
+continues it with an HTTP Range request, progress goes to a :class:`~BratsUNetLib.events.ProgressReporter`
+(percent and time left on the command line, events in Slicer) and a :class:`~BratsUNetLib.cancel.CancelToken`
+stops it between two chunks.
+
+Hashes: a catalogue entry's sha256 is checked. Where a publisher gives only an md5 (or nothing), that is checked
+and the file's sha256 recorded beside it at the first download (``<file>.sha256``): a later download of the same
+file (after it was deleted, say) must have that sha256, so a file changed on the server is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import platformdirs
+import pooch
+import requests
+
+from BratsUNetLib.cancel import CancelToken
+from BratsUNetLib.errors import BratsUNetError, Cancelled
+from BratsUNetLib.events import ProgressReporter
+from BratsUNetLib.fileio import write_text_atomic
+
+MODELS_DIR_ENV = "BRATSUNET_MODELS_DIR"
+PART_SUFFIX = ".part"
+RECORD_SUFFIX = ".sha256"
+#: Bytes per read of a transfer: each read may report progress and be cancelled.
+CHUNK_BYTES = 1 << 20
+#: Seconds without a byte before a transfer counts as failed (a hang guard, not a deadline).
+TIMEOUT_S = 60
+
+
+def models_dir() -> Path:
+    """The models folder: ``$BRATSUNET_MODELS_DIR``, else the user's cache folder + ``bratsunet/models``."""
+    if os.environ.get(MODELS_DIR_ENV):
+        return Path(os.environ[MODELS_DIR_ENV]).expanduser()
+    return platformdirs.user_cache_path("bratsunet") / "models"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded_sha256(path: Path) -> str | None:
+    """The sha256 recorded at the first download of ``path``, or None."""
+    record = path.with_name(path.name + RECORD_SUFFIX)
+    try:
+        text = record.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def download(url: str, filename: str, *, sha256: str | None = None, md5: str | None = None,
+             folder: Path | None = None, reporter: ProgressReporter | None = None,
+             cancel: CancelToken | None = None, title: str | None = None) -> Path:
+    """``<folder>/<filename>`` (default folder :func:`models_dir`), downloaded from ``url`` when not there.
+
+    The file gets its name only once its hash matched (``sha256``, else a sha256 recorded earlier, else ``md5``);
+    a file already there is checked against its recorded sha256. Raises :class:`Cancelled` when ``cancel`` is set
+    (the part downloaded is kept for the next attempt), BratsUNetError with one line for a failed transfer or a
+    wrong hash (then nothing of the download is kept).
+    """
+    folder = Path(folder or models_dir())
+    target = folder / filename
+    title = title or filename
+    expected = sha256 or recorded_sha256(target)
+    if target.is_file():
+        if expected is None or sha256_of(target) == expected:
+            return target
+        raise BratsUNetError(f"'{target}' is not the file that was downloaded (its sha256 changed); delete it and "
+                             "download it again.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BratsUNetError(f"Cannot make the models folder '{folder}' ({exc.strerror or exc}); set "
+                             f"{MODELS_DIR_ENV} to a folder you can write to.") from None
+    # pooch says what it downloads and the hash it found at INFO level, as lines of its own: the reporter speaks.
+    pooch.get_logger().setLevel("WARNING")
+    known_hash = f"sha256:{expected}" if expected else f"md5:{md5}" if md5 else None
+    downloader = ResumingDownloader(target.with_name(filename + PART_SUFFIX), reporter, cancel, title)
+    try:
+        pooch.retrieve(url, known_hash=known_hash, fname=filename, path=folder, downloader=downloader)
+    except ValueError as exc:  # pooch: the hash does not match
+        downloader.discard()
+        raise BratsUNetError(f"The download of {title} from {url} is not the published file (its hash differs: "
+                             f"{' '.join(str(exc).split())[:160]}); nothing was kept: try again later, or tell the "
+                             "catalogue's maintainer.") from None
+    except requests.RequestException as exc:
+        downloader.discard_if_unusable()
+        raise BratsUNetError(f"The download of {title} from {url} failed ({_reason(exc)}); run the same command "
+                             "again to retry.") from None
+    if not sha256:
+        write_text_atomic(target.with_name(filename + RECORD_SUFFIX), sha256_of(target) + "\n")
+    return target
+
+
+class ResumingDownloader:
+    """A pooch downloader that keeps the bytes of a stopped transfer in ``part`` and continues them next time."""
+
+    def __init__(self, part: Path, reporter: ProgressReporter | None, cancel: CancelToken | None,
+                 title: str) -> None:
+        self.part, self.title = part, title
+        self.reporter = reporter or ProgressReporter("none")
+        self.cancel = cancel or CancelToken()
+        self.resumable = False  # whether the server continues a transfer (answers Range requests)
+
+    def __call__(self, url: str, output_file: str, _pooch: object, check_only: bool = False) -> bool | None:
+        if check_only:
+            return True
+        have = self.part.stat().st_size if self.part.is_file() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        task = f"download {self.title}"
+        with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT_S) as response:
+            if response.status_code == 416 and have:  # the part is already whole (or longer than the file)
+                self.part.unlink()
+                return self(url, output_file, _pooch)
+            response.raise_for_status()
+            self.resumable = response.status_code == 206 or response.headers.get("Accept-Ranges") == "bytes"
+            if response.status_code != 206:
+                have = 0  # the server sends the whole file: start over
+            length = response.headers.get("Content-Length")
+            total = have + int(length) if length and length.isdigit() else 0
+            self.reporter.start(task, total)
+            with open(self.part, "ab" if have else "wb") as handle:
+                done = have
+                for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+                    if self.cancel.cancelled:
+                        raise Cancelled(f"The download of {self.title} was stopped; run the same command again to "
+                                        "resume it.")
+                    handle.write(chunk)
+                    done += len(chunk)
+                    self.reporter.advance(task, done, total)
+            if total and done < total:
+                raise requests.exceptions.ChunkedEncodingError(f"the transfer ended after {done} of {total} bytes")
+        # pooch checks the hash of output_file and moves it onto the final name.
+        os.replace(self.part, output_file)
+        return None
+
+    def discard(self) -> None:
+        """Remove the bytes of this download (a wrong file must not be continued)."""
+        self.part.unlink(missing_ok=True)
+
+    def discard_if_unusable(self) -> None:
+        """After a failed transfer keep the part only where a server resumes: elsewhere it cannot be continued."""
+        if not self.resumable:
+            self.discard()
+
+
+def _reason(exc: requests.RequestException) -> str:
+    response = getattr(exc, "response", None)
+    if response is not None and response.status_code:
+        return f"HTTP {response.status_code} {response.reason or ''}".strip()
+    return " ".join(str(exc).split())[:120] or type(exc).__name__

@@ -358,6 +358,10 @@ class BratsUNetTest(ScriptedLoadableModuleTest):
 
     def runTest(self) -> None:
         self.setUp()
+        # A fresh Slicer has none of the library's packages: the self-test installs them as Apply would (torch
+        # through the PyTorch extension), without asking, since running the test is the request.
+        self.delayDisplay("Installing what BratsUNet needs (only the first time)")
+        dependencies.install(lambda message: True)
         self.test_segment_generated_case()
 
     def test_segment_generated_case(self) -> None:

@@ -18,14 +18,22 @@ from pathlib import Path
 from BratsUNetLib.errors import BratsUNetError
 
 TORCH_REQUIREMENT = ">=2.2"
-# What the library needs besides torch (pyproject.toml), as pip requirements keyed by import name.
+# What the library needs besides torch (pyproject.toml's dependencies and its [fast] extra, so that the panel runs
+# the network the way the command line does), as pip requirements keyed by import name. Testing/slicer checks that
+# they are pyproject.toml's.
 PIP_REQUIREMENTS = {
     "monai": "monai>=1.4,<2",
     "nibabel": "nibabel>=5.0",
-    "pooch": "pooch>=1.8",
-    "platformdirs": "platformdirs>=3.0",
     "scipy": "scipy>=1.10",
     "tqdm": "tqdm>=4.60",
+    "matplotlib": "matplotlib>=3.7",
+    "pooch": "pooch>=1.8",
+    "platformdirs": "platformdirs>=3.0",
+    "nilearn": "nilearn>=0.10",
+    "onnx": "onnx>=1.17",
+    "onnxscript": "onnxscript>=0.5",
+    "onnxruntime": "onnxruntime>=1.20",
+    "openvino": "openvino>=2025.0",
 }
 # Packages that Slicer ships and that an install must never replace.
 PINNED = ("numpy", "SimpleITK", "requests")

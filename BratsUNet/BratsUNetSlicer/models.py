@@ -1,5 +1,6 @@
-"""The models the panel offers: checkpoint files chosen by the user, models trained in this session, and
-original 3DUnetCNN checkpoints (bare weights) with the config they were trained with.
+"""The models the panel offers: the catalogue's models by name (downloaded on first use, by the worker), checkpoint
+files chosen by the user, models trained in this session, and original 3DUnetCNN checkpoints (bare weights) with
+the config they were trained with.
 
 A model's description (channels, outputs, network size, training summary) is read from the checkpoint by the
 library, once per version of the file and without building the network (only the worker process builds it, to
@@ -13,18 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from BratsUNetLib.models.catalogue import CatalogueEntry, catalogue_card, is_model_name, load_catalogue
+
 
 @dataclass
 class ModelEntry:
-    """One model: its checkpoint, the config an original checkpoint needs, and where it came from."""
+    """One model: its checkpoint (or, for a catalogue model, its name), the config an original checkpoint needs,
+    and where it came from."""
 
     path: str
     config: str = ""
     trained_here: bool = False
+    catalogue: CatalogueEntry | None = None
 
     def label(self, components: int = 2) -> str:
         """What the model selector shows: the last ``components`` parts of the path (and a mark for models
-        trained here)."""
+        trained here); a catalogue model's title and whether it is downloaded."""
+        if self.catalogue is not None:
+            state = "downloaded" if downloaded_checkpoint(self.path) else "downloads on first use"
+            return f"{self.catalogue.title or self.path} ({state})"
         text = "/".join(Path(self.path).parts[-components:])
         return f"{text} (trained in this session)" if self.trained_here else text
 
@@ -38,14 +46,23 @@ class ModelRegistry:
         self._descriptions: dict[tuple, dict] = {}
 
     def add(self, path: str | os.PathLike, config: str | os.PathLike = "", trained_here: bool = False) -> ModelEntry:
-        """Register (or update) a model; the same file is listed once."""
-        key = str(Path(path).resolve())
+        """Register (or update) a model; the same file is listed once (a model name as it is)."""
+        key = str(path) if is_model_name(path) else str(Path(path).resolve())
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = ModelEntry(key)
         entry.config = str(config or entry.config or "")
         entry.trained_here = entry.trained_here or trained_here
         return entry
+
+    def add_catalogue(self, source: str | os.PathLike | None = None) -> list[ModelEntry]:
+        """Register the catalogue's models (``$BRATSUNET_MODEL_CATALOGUE``, else the shipped one) by name."""
+        added = []
+        for item in load_catalogue(source):
+            entry = self._entries.setdefault(item.name, ModelEntry(item.name))
+            entry.catalogue = item
+            added.append(entry)
+        return added
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())
@@ -67,7 +84,9 @@ class ModelRegistry:
                 components[entry.path] += 1
 
     def get(self, path: str | os.PathLike) -> ModelEntry | None:
-        return self._entries.get(str(Path(path).resolve())) if path else None
+        if not path:
+            return None
+        return self._entries.get(str(path) if is_model_name(path) else str(Path(path).resolve()))
 
     def describe(self, path: str | os.PathLike, config: str | os.PathLike = "") -> dict[str, Any]:
         """The checkpoint's description (``BratsUNetLib.models.checkpoint.describe_checkpoint``), cached until the
@@ -83,6 +102,11 @@ class ModelRegistry:
         from BratsUNetLib.inputfiles import require_regular_file
         from BratsUNetLib.models.checkpoint import describe_checkpoint
 
+        if is_model_name(path):
+            checkpoint = downloaded_checkpoint(path)
+            if checkpoint is None:
+                return self._catalogue_description(str(path))
+            path = checkpoint
         path = Path(path)
         if not path.exists() and not path.is_symlink():
             raise CheckpointError(f"The model file '{path}' does not exist; choose a checkpoint (.pth).")
@@ -101,7 +125,28 @@ class ModelRegistry:
         # Imported on use, as in describe().
         from BratsUNetLib.models.checkpoint import model_card
 
-        return model_card(self.describe(path, config))
+        description = self.describe(path, config)
+        entry = self.get(path)
+        if entry is None or entry.catalogue is None:
+            return model_card(description)
+        if description.get("format") == CATALOGUE_FORMAT:
+            return catalogue_card(entry.catalogue) + "\n" + "Not downloaded yet: the first Apply downloads it."
+        return catalogue_card(entry.catalogue) + "\n\n" + model_card(description)
+
+    def _catalogue_description(self, name: str) -> dict[str, Any]:
+        """What a catalogue model not downloaded yet is known to take and give (from its catalogue entry)."""
+        from BratsUNetLib.errors import CheckpointError
+        from BratsUNetLib.modalities import MODALITIES
+
+        entry = self.get(name)
+        if entry is None or entry.catalogue is None:
+            self.add_catalogue()
+            entry = self.get(name)
+        if entry is None or entry.catalogue is None:
+            raise CheckpointError(f"'{name}' is neither a model file nor a catalogue model; choose a checkpoint "
+                                  "(.pth) or one of the catalogue's models.")
+        return {"format": CATALOGUE_FORMAT, "name": name, "channels": list(entry.catalogue.channels or MODALITIES),
+                "regions": ["WT", "TC", "ET"]}
 
 
 def file_version(path: str | os.PathLike) -> tuple[str, int, int]:
@@ -109,3 +154,15 @@ def file_version(path: str | os.PathLike) -> tuple[str, int, int]:
     modification time (in nanoseconds: a file rewritten within the same second still counts as changed)."""
     status = os.stat(path)
     return str(Path(path).resolve()), status.st_size, status.st_mtime_ns
+
+
+CATALOGUE_FORMAT = "catalogue"  # the description of a catalogue model not downloaded yet
+
+
+def downloaded_checkpoint(name: str | os.PathLike) -> Path | None:
+    """The checkpoint of the catalogue model ``name`` once downloaded (and converted), else None."""
+    # Imported on use: the models folder's library brings pooch and platformdirs, installed with the others.
+    from BratsUNetLib.models.downloads import checkpoint_path
+
+    path = checkpoint_path(str(name))
+    return path if path.is_file() else None

@@ -16,7 +16,8 @@ SETTINGS_KEY = "BratsUNet/Models"  # qt.QSettings entry: "path|config" of each m
 
 
 class ModelSection:
-    """The model selector, the "Add model" button and the card of the chosen model.
+    """The model selector (the catalogue's models first, then the user's), the "Add model" button and the card of
+    the chosen model.
 
     ``panel`` is the module widget: its ``ui``, ``logic`` (whose ``models`` registry holds the entries) and
     ``parameters`` (the chosen model's path and config).
@@ -35,6 +36,10 @@ class ModelSection:
 
     def restore(self) -> None:
         """Models the user chose in earlier sessions (qt.QSettings), then the selector's items."""
+        try:
+            self.models.add_catalogue()
+        except BratsUNetError as exc:  # a broken $BRATSUNET_MODEL_CATALOGUE must not take the panel with it
+            slicer.util.showStatusMessage(str(exc), 10000)
         saved = qt.QSettings().value(SETTINGS_KEY, []) or []
         for item in [saved] if isinstance(saved, str) else saved:  # QSettings gives a str for a single item
             path, _sep, config = str(item).partition("|")
@@ -50,7 +55,8 @@ class ModelSection:
             self.ui.modelComboBox.addItem(label, entry.path)
         self.ui.modelComboBox.blockSignals(wasBlocked)
         qt.QSettings().setValue(SETTINGS_KEY,
-                                [f"{e.path}|{e.config}" for e in self.models.entries() if not e.trained_here])
+                                [f"{e.path}|{e.config}" for e in self.models.entries()
+                                 if not e.trained_here and e.catalogue is None])
         if self.panel.hasParameterNode:
             self.ui.modelComboBox.setCurrentIndex(self.ui.modelComboBox.findData(self.panel.parameters.modelPath))
 

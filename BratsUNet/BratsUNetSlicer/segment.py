@@ -21,8 +21,10 @@ from typing import Any
 
 from BratsUNetLib.cli.command_line import command_argv
 from BratsUNetLib.errors import BratsUNetError, CheckpointError, ImageError
+from BratsUNetLib.models.catalogue import is_model_name
 from BratsUNetSlicer import results, scene_io
 from BratsUNetSlicer.jobs import start_job, temporary_folder
+from BratsUNetSlicer.models import downloaded_checkpoint
 from BratsUNetSlicer.transaction import SceneTransaction, segmentation_digest
 from BratsUNetSlicer.worker import Job, WorkerClient
 
@@ -177,4 +179,6 @@ def _record_origin(segmentation: Any, inputs: dict[str, Any], model: str) -> Non
     for modality in scene_io.MODALITIES:
         node = inputs.get(modality)
         segmentation.SetNodeReferenceID(f"{INPUT_ROLE}{modality}", node.GetID() if node is not None else None)
-    segmentation.SetAttribute(MODEL_ATTRIBUTE, str(Path(model).resolve()))
+    # A catalogue model's name stands for the checkpoint the worker downloaded: the file is what fine-tuning needs.
+    model_file = downloaded_checkpoint(model) if is_model_name(model) else None
+    segmentation.SetAttribute(MODEL_ATTRIBUTE, str(model_file or Path(model).resolve()))

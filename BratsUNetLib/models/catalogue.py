@@ -65,6 +65,14 @@ class CatalogueEntry:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def is_model_name(text: str | os.PathLike) -> bool:
+    """Whether ``text`` is a model's name rather than a file: a name's form, no folder, no checkpoint or bundle
+    suffix, and no file of that name in the current folder."""
+    text = str(text)
+    return (bool(NAME_PATTERN.fullmatch(text)) and not text.endswith((".pth", ".pt", ".zip"))
+            and not Path(text).exists())
+
+
 def load_catalogue(source: str | os.PathLike | None = None) -> list[CatalogueEntry]:
     """The entries of the catalogue ``source`` (default ``$BRATSUNET_MODEL_CATALOGUE``, else the shipped one).
 
@@ -95,6 +103,21 @@ def find_entry(name: str, entries: Sequence[CatalogueEntry]) -> CatalogueEntry:
             return entry
     listed = ", ".join(entry.name for entry in entries) or "none"
     raise ConfigError(f"No model called '{name}' in the catalogue (its models: {listed}).")
+
+
+def catalogue_card(entry: CatalogueEntry) -> str:
+    """What the catalogue says of a model, as lines for a model card (title first, then what is known)."""
+    lines = [entry.title or entry.name]
+    if entry.description:
+        lines.append(entry.description)
+    facts = (("Name", entry.name), ("Format", entry.format), ("Licence", entry.licence),
+             ("Trained on", entry.training_data), ("Inputs", ", ".join(entry.channels)), ("Outputs", entry.outputs),
+             ("Labels", entry.label_scheme), ("Preprocessing", entry.preprocessing), ("Inference", entry.inference),
+             ("Reported accuracy", ", ".join(f"{key} {value}" for key, value in entry.accuracy.items())),
+             ("Download", f"{entry.size_bytes / 2**20:.0f} MB" if entry.size_bytes else ""),
+             ("Cite", entry.citation))
+    lines += [f"{label}: {value}" for label, value in facts if value]
+    return "\n".join(lines)
 
 
 def _read(source: str) -> str:

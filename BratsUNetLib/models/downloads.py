@@ -29,6 +29,7 @@ from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import write_text_atomic
 
 MODELS_DIR_ENV = "BRATSUNET_MODELS_DIR"
+CHECKPOINT_SUFFIX = ".pth"  # every model in the models folder is a BratsUNet checkpoint <name>.pth
 PART_SUFFIX = ".part"
 RECORD_SUFFIX = ".sha256"
 #: Bytes per read of a transfer: each read may report progress and be cancelled.
@@ -44,6 +45,11 @@ def models_dir() -> Path:
     return platformdirs.user_cache_path("bratsunet") / "models"
 
 
+def checkpoint_path(name: str, folder: Path | None = None) -> Path:
+    """Where the model called ``name`` is kept in the models folder (whether or not it is there)."""
+    return (folder or models_dir()) / f"{name}{CHECKPOINT_SUFFIX}"
+
+
 def sha256_of(path: str | os.PathLike) -> str:
     """The sha256 of a file, hex."""
     digest = hashlib.sha256()
@@ -53,9 +59,23 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def cached_path(filename: str, folder: Path | None = None) -> Path | None:
+    """``<folder>/<filename>`` (default folder :func:`models_dir`) when a download placed it there, else None.
+
+    Only looked up: :func:`download` checks the file against its sha256.
+    """
+    path = Path(folder or models_dir()) / filename
+    return path if path.is_file() else None
+
+
+def _record(path: Path) -> Path:
+    """Where the sha256 of ``path`` is recorded at its first download (``<file>.sha256``)."""
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
 def recorded_sha256(path: Path) -> str | None:
     """The sha256 recorded at the first download of ``path``, or None."""
-    record = path.with_name(path.name + RECORD_SUFFIX)
+    record = _record(path)
     try:
         text = record.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
@@ -93,11 +113,16 @@ def download(url: str, filename: str, *, sha256: str | None = None, md5: str | N
     downloader = ResumingDownloader(target.with_name(filename + PART_SUFFIX), reporter, cancel, title)
     try:
         pooch.retrieve(url, known_hash=known_hash, fname=filename, path=folder, downloader=downloader)
-    except ValueError as exc:  # pooch: the hash does not match
+    except ValueError:  # pooch: the hash does not match
         downloader.discard()
-        raise BratsUNetError(f"The download of {title} from {url} is not the published file (its hash differs: "
-                             f"{' '.join(str(exc).split())[:160]}); nothing was kept: try again later, or tell the "
-                             "catalogue's maintainer.") from None
+        if expected and not sha256:  # the sha256 recorded at the first download (trust on first use)
+            raise BratsUNetError(f"The download of {title} from {url} is not the published file: its sha256 differs "
+                                 f"from the one recorded at its first download in '{_record(target)}'; nothing was "
+                                 "kept: if the publisher changed the file on purpose, delete that record and run the "
+                                 "same command again.") from None
+        raise BratsUNetError(f"The download of {title} from {url} is not the published file (its "
+                             f"{'sha256' if expected else 'md5'} differs from the catalogue's); nothing was kept: try "
+                             "again later, or tell the catalogue's maintainer.") from None
     except requests.RequestException as exc:
         downloader.discard_if_unusable()
         raise BratsUNetError(f"The download of {title} from {url} failed ({_reason(exc)}); run the same command "
@@ -121,7 +146,9 @@ class ResumingDownloader:
         if check_only:
             return True
         have = self.part.stat().st_size if self.part.is_file() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
+        # Byte offsets (Range, Content-Length, the part's size) count the bytes as stored: a compressed transfer
+        # would count others, and continuing it would splice the file at the wrong byte.
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
         task = f"download {self.title}"
         with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT_S) as response:
             if response.status_code == 416 and have:  # the part is already whole (or longer than the file)

@@ -19,12 +19,10 @@ from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import atomic_path
 from BratsUNetLib.models.bundle import import_bundle
-from BratsUNetLib.models.catalogue import CatalogueEntry, find_entry, load_catalogue
-from BratsUNetLib.models.downloads import download, models_dir
+from BratsUNetLib.models.catalogue import NAME_PATTERN, CatalogueEntry, find_entry, is_model_name, load_catalogue
+from BratsUNetLib.models.downloads import CHECKPOINT_SUFFIX, checkpoint_path, download, models_dir
 
-CHECKPOINT_SUFFIX = ".pth"
 DOWNLOADS_FOLDER = "downloads"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -43,11 +41,6 @@ class StoredModel:
         return "downloaded" if self.entry is not None else "imported"
 
 
-def checkpoint_path(name: str, folder: Path | None = None) -> Path:
-    """Where the model called ``name`` is kept (whether or not it is there)."""
-    return (folder or models_dir()) / f"{name}{CHECKPOINT_SUFFIX}"
-
-
 def list_models(folder: Path | None = None, catalogue: str | os.PathLike | None = None) -> list[StoredModel]:
     """The catalogue's models (downloaded or not), then the models imported into ``folder`` by name."""
     folder = folder or models_dir()
@@ -56,7 +49,7 @@ def list_models(folder: Path | None = None, catalogue: str | os.PathLike | None 
     known = {entry.name for entry in entries}
     if folder.is_dir():
         found += [StoredModel(path.stem, None, path) for path in sorted(folder.glob(f"*{CHECKPOINT_SUFFIX}"))
-                  if path.stem not in known and _NAME.fullmatch(path.stem)]
+                  if path.stem not in known and NAME_PATTERN.fullmatch(path.stem)]
     return found
 
 
@@ -67,12 +60,11 @@ def resolve_model(model: str | os.PathLike, *, folder: Path | None = None, catal
     A name resolves only against the catalogue and the models folder (an allowlist): anything else is an error
     that says where names are listed.
     """
-    path = Path(model).expanduser()
-    if path.exists() or os.sep in str(model) or str(model).endswith((CHECKPOINT_SUFFIX, ".pt", ".zip")):
-        return path  # a path: the checkpoint readers report a missing or unusable file
+    if not is_model_name(model):
+        return Path(model).expanduser()  # a path: the checkpoint readers report a missing or unusable file
     name = str(model)
     stored = checkpoint_path(name, folder)
-    if _NAME.fullmatch(name) and stored.is_file():
+    if stored.is_file():
         return stored
     entries = load_catalogue(catalogue)
     if name not in {entry.name for entry in entries}:
@@ -109,7 +101,7 @@ def import_model(source: str | os.PathLike, name: str | None = None, *, folder: 
     file or folder name) in ``folder``; an existing model of that name is replaced only with ``overwrite``."""
     source = Path(source).expanduser()
     name = name or re.sub(r"[^a-z0-9_.-]+", "_", source.stem.lower()).strip("_.-")
-    if not _NAME.fullmatch(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise BratsUNetError(f"'{name}' cannot name a model: use lower-case letters, digits, '_', '-' and '.' "
                              "(at most 64), e.g. --name my_bundle.")
     target = checkpoint_path(name, folder)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import sys
+import tomllib
 import types
+from pathlib import Path
 
 import pytest
 import slicer
@@ -117,3 +119,15 @@ def test_a_failed_torch_install_is_one_line_bratsuneterror(missing, installers, 
     with pytest.raises(BratsUNetError) as raised:
         dependencies.install(lambda text: True)
     assert "\n" not in str(raised.value) and "Installing PyTorch failed" in str(raised.value)
+
+
+def test_the_panel_installs_what_the_command_line_has_fast_backends_included():
+    """The library's dependencies and its [fast] extra, as pyproject.toml names them (torch aside: the PyTorch
+    extension installs it; numpy aside: Slicer's own is kept), so that the panel segments as fast as the command line and its self-test's phantoms
+    find nilearn."""
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["fast"]]
+    shipped = ("torch", *dependencies.PINNED)
+    assert sorted(requirement for requirement in wanted if not requirement.startswith(shipped)) == sorted(
+        dependencies.PIP_REQUIREMENTS.values())
+    assert dependencies.TORCH_REQUIREMENT in next(r for r in project["dependencies"] if r.startswith("torch"))

@@ -1,22 +1,21 @@
-"""Model downloads and the catalogue, offline: a server on 127.0.0.1 started here serves generated files (Range
+"""Model downloads, offline: a server on 127.0.0.1 started here serves generated files (Range
 requests, truncated transfers and errors on demand); each case checks what the models folder holds afterwards."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 import pytest
-from file_server import file_server
+from file_server import Files, file_server
 
 from BratsUNetLib.cancel import CancelToken
-from BratsUNetLib.errors import BratsUNetError, Cancelled, ConfigError
+from BratsUNetLib.errors import BratsUNetError, Cancelled
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.models import downloads
-from BratsUNetLib.models.catalogue import CATALOGUE_ENV, find_entry, load_catalogue
 from BratsUNetLib.models.downloads import download, recorded_sha256
 
 SIZE = 20_000
@@ -139,48 +138,72 @@ class _Lines:
         pass
 
 
-# ------------------------------------------------------------------------------------------------ the catalogue
+# ------------------------------------------------------------------------------------ resuming, records, encodings
 
-def entry(**fields) -> dict:
-    return {"name": "small", "url": "https://example.org/small.zip", "format": "monai-bundle", "sha256": None,
-            **fields}
+class _IgnoresRange(Files):
+    """A server that answers every request with the whole file (status 200), as one without Range support."""
 
-
-def test_the_shipped_catalogue_lists_the_monai_brats_bundle():
-    (brats,) = [item for item in load_catalogue() if item.name == "brats_mri_segmentation"]
-    assert brats.format == "monai-bundle" and brats.licence == "Apache-2.0"
-    assert brats.channels == ("t1ce", "t1", "t2", "flair")
-    assert brats.weights["md5"] == "870e677b782a5184cbc48db1456b78e8"
-    assert brats.accuracy["WT"] == 0.903
+    def do_GET(self):  # noqa: N802 (the http.server name)
+        self.server.asked.append((self.headers.get("Range"), self.headers.get("Accept-Encoding")))
+        del self.headers["Range"]
+        super().do_GET()
 
 
-def test_the_catalogue_comes_from_the_environment_or_a_url(server, tmp_path, monkeypatch):
-    text = json.dumps({"models": [entry(title="Small", future_key=1)]})
-    (tmp_path / "catalogue.json").write_text(text)
-    monkeypatch.setenv(CATALOGUE_ENV, str(tmp_path / "catalogue.json"))
-    (small,) = load_catalogue()
-    assert small.title == "Small" and small.extra == {"future_key": 1}
-    server.files["/catalogue.json"] = text.encode()
-    monkeypatch.setenv(CATALOGUE_ENV, f"{server.url}/catalogue.json")
-    assert find_entry("small", load_catalogue()).url == "https://example.org/small.zip"
-    with pytest.raises(ConfigError, match="No model called 'large'.*its models: small"):
-        find_entry("large", load_catalogue())
+def _cancel_at(token: CancelToken, done: int) -> ProgressReporter:
+    """A reporter that cancels ``token`` at the first progress event with ``done`` bytes or more."""
+    def on_event(event):
+        if event["event"] == "progress" and event["done"] >= done:
+            token.cancel()
+    return ProgressReporter("json", stream=_Lines(on_event))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ("[" * 100_000, "not valid JSON"),
-    (json.dumps({"models": [entry(format="pickle")]}), "format must be one of bratsunet, monai-bundle"),
-    (json.dumps({"models": [entry(), entry()]}), "lists small more than once"),
-    (json.dumps({"models": [entry(name="../../etc")]}), "name '../../etc' must be"),
-    (json.dumps({"models": [entry(sha256="abc")]}), "sha256 must be 64 hexadecimal digits"),
-    (json.dumps({"models": [entry(url="file:///etc/passwd")]}), "url must be an http(s) URL"),
-    (json.dumps({"models": {}}), "must be an object"),
-    (" " * (2 << 20), "larger than a catalogue can be"),
-])
-def test_a_bad_catalogue_is_one_line(tmp_path, content, message):
-    path = tmp_path / "catalogue.json"
-    path.write_text(content)
-    with pytest.raises(ConfigError, match=re.escape(message)) as error:
-        load_catalogue(path)
+def test_a_server_that_ignores_range_makes_the_next_attempt_start_over(server, tmp_path):
+    data = payload(5)
+    server.files["/model.pth"] = data
+    digest = hashlib.sha256(data).hexdigest()
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        download(f"{server.url}/model.pth", "model.pth", sha256=digest, folder=tmp_path,
+                 reporter=_cancel_at(token, 2 * CHUNK), cancel=token)
+    part = (tmp_path / "model.pth.part").stat().st_size
+    assert 0 < part < SIZE
+    server.asked = []
+    server.RequestHandlerClass = _IgnoresRange
+    path = download(f"{server.url}/model.pth", "model.pth", sha256=digest, folder=tmp_path)
+    # Asked to continue (the bytes as stored, never compressed ones), got the whole file (200).
+    assert server.asked == [(f"bytes={part}-", "identity")]
+    assert path.read_bytes() == data  # the whole file once, not the part followed by the whole file
+    assert listing(tmp_path) == ["model.pth"]
+
+
+def test_without_any_hash_the_first_download_is_trusted_and_recorded(server, tmp_path):
+    data = payload(6)
+    server.files["/bundle.zip"] = data
+    path = download(f"{server.url}/bundle.zip", "bundle.zip", folder=tmp_path)
+    assert (tmp_path / "bundle.zip.sha256").read_text().strip() == hashlib.sha256(data).hexdigest()
+    path.unlink()
+    server.files["/bundle.zip"] = payload(7)
+    with pytest.raises(BratsUNetError, match="recorded at its first download in .*bundle.zip.sha256.*delete that "
+                                             "record") as error:
+        download(f"{server.url}/bundle.zip", "bundle.zip", folder=tmp_path)
     assert "\n" not in str(error.value)
+    assert listing(tmp_path) == ["bundle.zip.sha256"]
+
+
+def test_a_file_changed_in_the_folder_is_refused_without_a_download(server, tmp_path):
+    server.files["/model.pth"] = payload(8)
+    path = download(f"{server.url}/model.pth", "model.pth", folder=tmp_path)
+    assert downloads.cached_path("model.pth", tmp_path) == path
+    path.write_bytes(b"damaged")
+    with pytest.raises(BratsUNetError, match="sha256 changed.*delete it") as error:
+        download(f"{server.url}/model.pth", "model.pth", folder=tmp_path)
+    assert "\n" not in str(error.value)
+    assert len(server.ranges) == 1  # checked against the record, not downloaded again
+    assert downloads.cached_path("other.pth", tmp_path) is None
+
+
+def test_models_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(downloads.MODELS_DIR_ENV, str(tmp_path / "models"))
+    assert downloads.models_dir() == tmp_path / "models"
+    monkeypatch.delenv(downloads.MODELS_DIR_ENV)
+    assert downloads.models_dir() == platformdirs.user_cache_path("bratsunet") / "models"

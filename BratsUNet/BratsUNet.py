@@ -13,7 +13,7 @@ import tempfile
 import BratsUNetSlicer  # noqa: F401  (puts the bundled library on sys.path)
 import slicer
 import vtk
-from BratsUNetSlicer import cases, dependencies, scene_io, segment, testing, training
+from BratsUNetSlicer import cases, dependencies, sample_data, scene_io, segment, testing, training
 from BratsUNetSlicer.messages import user_errors
 from BratsUNetSlicer.models import ModelRegistry
 from BratsUNetSlicer.panel_binding import ParameterBinding
@@ -55,6 +55,9 @@ class BratsUNet(ScriptedLoadableModule):
             "model='model.pth', wait=True)</code> returns the segmentation node.")
         self.parent.acknowledgementText = _(
             "Re-implements the 3DUnetCNN training system (David G. Ellis) on MONAI and PyTorch.")
+        # The sample case joins Sample Data once every module is loaded (Sample Data among them).
+        if getattr(slicer, "app", None) is not None:
+            slicer.app.connect("startupCompleted()", sample_data.register)
 
 
 class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -351,7 +354,8 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
 
 class BratsUNetTest(ScriptedLoadableModuleTest):
-    """Self-test: a generated case, segmented by a small random-weight model, must give the three segments."""
+    """Self-test: the sample case, segmented by a small random-weight model, gives the three segments with their
+    colours on the FLAIR's grid, and volumes that add up."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
@@ -362,19 +366,28 @@ class BratsUNetTest(ScriptedLoadableModuleTest):
         # through the PyTorch extension), without asking, since running the test is the request.
         self.delayDisplay("Installing what BratsUNet needs (only the first time)")
         dependencies.install(lambda message: True)
-        self.test_segment_generated_case()
+        self.test_segment_sample_case()
 
-    def test_segment_generated_case(self) -> None:
-        self.delayDisplay("Generating a case and a small model")
-        volumes, model = testing.generated_case(tempfile.mkdtemp(prefix="BratsUNetTest-"))
+    def test_segment_sample_case(self) -> None:
+        self.delayDisplay("Loading the sample case and making a small model")
+        nodes, model = testing.sample_case_and_model(tempfile.mkdtemp(prefix="BratsUNetTest-"))
+        volumes = {modality: nodes[modality] for modality in scene_io.MODALITIES}
+        self.assertEqual(scene_io.guess_inputs(slicer.mrmlScene), volumes)  # named as BraTS files: all four found
         self.delayDisplay("Segmenting")
         logic = BratsUNetLogic()
         try:
             node = logic.segment(**volumes, model=str(model), device="cpu", wait=True)
         finally:
             logic.worker.close()
-        names = [node.GetSegmentation().GetNthSegment(i).GetName()
-                 for i in range(node.GetSegmentation().GetNumberOfSegments())]
-        self.assertEqual(names, ["Necrotic tumor core", "Peritumoral edema", "Enhancing tumor"])
+        content = node.GetSegmentation()
+        segments = [content.GetNthSegment(i) for i in range(content.GetNumberOfSegments())]
+        self.assertEqual([(s.GetName(), tuple(round(c, 3) for c in s.GetColor())) for s in segments],
+                         [("Necrotic tumor core", (1.0, 0.0, 0.0)), ("Peritumoral edema", (0.0, 1.0, 0.0)),
+                          ("Enhancing tumor", (1.0, 1.0, 0.0))])
         self.assertEqual(node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()), volumes["flair"])
+        rows = testing.segment_table_rows(node.GetNodeReference(segment.TABLE_ROLE))
+        whole, parts = rows["Whole tumor (WT = NCR + ED + ET)"], [rows[key] for key in (
+            "Necrotic tumor core (NCR)", "Peritumoral edema (ED)", "Enhancing tumor (ET)")]
+        self.assertTrue(all(value >= 0 for value in parts))
+        self.assertAlmostEqual(whole, sum(parts), places=3)
         self.delayDisplay("Test passed")

@@ -70,7 +70,9 @@ class ResultsSection:
         bar.setRange(0, 1)
         bar.value = 1 if job.state == "succeeded" else 0
         if job.state == "succeeded":
-            self._status(job.result.get("note") or _("Done."))
+            # Which backend and precision ran the network: the panel's speed is the command line's.
+            ran = job.result.get("backend")
+            self._status(job.result.get("note") or (_("Done ({backend}).").format(backend=ran) if ran else _("Done.")))
             if job.result.get("note"):  # an edited result was kept and the new one made beside it
                 self._log(job.result["note"])
             parameters = self.panel.parameters

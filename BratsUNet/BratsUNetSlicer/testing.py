@@ -1,12 +1,12 @@
-"""What the module's self-test (and the pytest suite) needs besides a scene: a generated case and a small model to
-segment it with. Both need torch: call them only where it is installed."""
+"""What the module's self-test (and the pytest suite) needs besides a scene: the sample case and a small model to
+segment it with. Both need the library's packages: call them only where they are installed."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from BratsUNetSlicer import scene_io
+from BratsUNetSlicer import sample_data, scene_io
 from BratsUNetSlicer.training import TrainingOptions, training_config
 
 
@@ -28,14 +28,15 @@ def small_checkpoint(path: str | os.PathLike, patch_size: int = 32, seed: int = 
     return save_checkpoint(path, network, config=config, channels=scene_io.MODALITIES)
 
 
-def generated_case(folder: str | os.PathLike, seed: int = 3) -> tuple[dict[str, object], Path]:
-    """A 32³ phantom case written to ``folder`` and loaded into the scene (modality -> volume node), and an
-    untrained :func:`small_checkpoint` beside it."""
-    # Imported on use, as torch in small_checkpoint.
-    from BratsUNetLib.phantoms.generate import generate_case, write_case
+def sample_case_and_model(folder: str | os.PathLike) -> tuple[dict[str, object], Path]:
+    """The sample case loaded into the scene (:func:`BratsUNetSlicer.sample_data.load_sample`: modality -> volume
+    node, and ``segmentation``, its reference) and an untrained :func:`small_checkpoint` in ``folder``."""
+    nodes = sample_data.load_sample()
+    return nodes, small_checkpoint(Path(folder) / "model.pth")
 
-    name = "BraTS20_SelfTest_001"
-    paths = write_case(generate_case(shape=(32, 32, 32), seed=seed), folder, name)
-    volumes = {modality: scene_io.load_volume(paths[modality], f"{name}_{modality}")
-               for modality in scene_io.MODALITIES}
-    return volumes, small_checkpoint(Path(folder) / "model.pth")
+
+def segment_table_rows(table: object) -> dict[str, float]:
+    """A volumes table node's rows: region -> volume in mL."""
+    content = table.GetTable()
+    return {content.GetValue(row, 0).ToString(): content.GetValue(row, 1).ToDouble()
+            for row in range(content.GetNumberOfRows())}

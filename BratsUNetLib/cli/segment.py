@@ -69,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
     result = segment_case(images, models, options, reporter)
     written = write_result(result, output, probabilities)
     reporter.close()
-    reporter.emit("result", outputs=written, volumes_ml=result.volumes_ml, strategy=result.strategy)
+    reporter.emit("result", outputs=written, volumes_ml=result.volumes_ml, strategy=result.strategy,
+                  backend=result.backend)
     if reporter.mode != "json":
-        print(f"Inference: {result.strategy}.")
+        print(f"Inference: {result.strategy}; backend {result.backend}.")
         print(f"Label map: {output}" + (f"; probabilities: {probabilities}" if probabilities else ""))
         print("Volumes (mL): " + ", ".join(f"{name} {value:.2f}" for name, value in result.volumes_ml.items()))
     return 0

@@ -405,6 +405,16 @@ class Runner:
         else:
             self._use(backend)
 
+    @property
+    def description(self) -> str:
+        """The backend in use and its precision, e.g. ``openvino, fp32`` or ``amp, bf16`` (``auto`` before the
+        first call has chosen)."""
+        if self.backend is None:
+            return "auto, not chosen yet"
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}[_amp_dtype(self.device)] \
+            if self.backend == "amp" else "fp32"
+        return f"{self.backend}, {precision}"
+
     def _use(self, backend: str) -> None:
         self.backend = backend
         if backend not in EXPORTED:

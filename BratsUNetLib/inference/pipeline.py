@@ -56,6 +56,7 @@ class SegmentationResult:
     labels: np.ndarray | None = None  # (X, Y, Z) uint8 label map; None when the outputs are not labels
     volumes_ml: dict[str, float] = field(default_factory=dict)  # per region (WT/TC/ET) and sub-region, in mL
     strategy: str = ""  # how the network ran (resized, or native resolution in one pass or in windows), one line
+    backend: str = ""  # what ran it and at which precision, e.g. "openvino, fp32" (one per model when they differ)
 
 
 def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
@@ -111,7 +112,9 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
     assert probabilities is not None
     probabilities /= len(models)
 
-    result = SegmentationResult(probabilities=probabilities, affine=affine, strategy="; ".join(strategies))
+    backends = list(dict.fromkeys(model.forward(options.backend).description for model in models))
+    result = SegmentationResult(probabilities=probabilities, affine=affine, strategy="; ".join(strategies),
+                                backend="; ".join(backends))
     if with_labels and models[0].dataset.get("labels"):
         result.labels = probabilities_to_labels(probabilities, models[0].dataset, options)
         result.volumes_ml = label_volumes_ml(result.labels, affine, models[0].dataset, options)

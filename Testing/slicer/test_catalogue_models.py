@@ -50,6 +50,7 @@ def test_a_catalogue_model_is_listed_described_downloaded_on_first_apply_and_seg
         assert job.state == "succeeded", job.error
         node = job.result["segmentation"]
         assert node.GetSegmentation().GetNumberOfSegments() == 3
+        assert job.result["backend"].endswith(", fp32")  # the panel's status says what ran the network
         downloads = [e for e in events if e.get("event") == "progress" and str(e.get("task")).startswith("download")]
         assert downloads and downloads[-1]["done"] == downloads[-1]["total"] > 0
         checkpoint = tmp_path / "models" / "small_brats.pth"

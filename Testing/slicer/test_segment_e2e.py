@@ -178,7 +178,8 @@ def test_cancel_through_the_logic_raises_cancelled_and_adds_nothing(scene, logic
     assert logic.segment(**volumes, model=str(small_model), device="cpu", wait=True) is not None
 
 
-def test_self_test_passes(scene, module, worker, monkeypatch):
+def test_self_test_passes(scene, module, worker, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the sample case is generated into the user's cache
     monkeypatch.setattr(module, "WorkerClient", lambda command=None: worker)
     module.BratsUNetTest().runTest()
 

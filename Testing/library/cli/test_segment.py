@@ -105,6 +105,7 @@ def test_native_resolution_says_how_it_ran_and_writes_labels_on_the_reference_gr
     strategy = events[-1]["strategy"]
     assert strategy.startswith("native resolution") and "(auto: " in strategy
     assert {"event": "message", "text": f"Inference: {strategy}."} in events  # said before the network ran
+    assert events[-1]["backend"].endswith(", fp32")  # what ran the network, at which precision (CPU: fp32)
     labels = nib.load(output)
     assert labels.shape == REFERENCE_SHAPE
     np.testing.assert_allclose(labels.affine, REFERENCE_AFFINE, atol=1e-5)

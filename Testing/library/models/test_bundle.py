@@ -66,7 +66,8 @@ def test_a_bundle_segments_as_monais_own_pipeline_voxel_for_voxel(tmp_path, case
     for name in ("flair", "t1", "t1ce", "t2"):
         argv += [f"--{name}", str(case[name])]
     assert main(argv) == 0
-    assert "sliding windows of 32×32×32" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "sliding windows of 32×32×32" in shown and "backend eager, fp32." in shown
     ours = np.asarray(nib.load(output).dataobj)
     theirs = monai_pipeline_labels(bundle, [case[name] for name in CHANNEL_ORDER])
     assert ours.shape == theirs.shape == (48, 48, 40)

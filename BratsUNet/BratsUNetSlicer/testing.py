@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from BratsUNetSlicer import sample_data, scene_io
+from BratsUNetSlicer import results, sample_data, scene_io, segment
 from BratsUNetSlicer.training import TrainingOptions, training_config
 
 
@@ -35,8 +36,25 @@ def sample_case_and_model(folder: str | os.PathLike) -> tuple[dict[str, object],
     return nodes, small_checkpoint(Path(folder) / "model.pth")
 
 
-def segment_table_rows(table: object) -> dict[str, float]:
-    """A volumes table node's rows: region -> volume in mL."""
-    content = table.GetTable()
-    return {content.GetValue(row, 0).ToString(): content.GetValue(row, 1).ToDouble()
-            for row in range(content.GetNumberOfRows())}
+def sample_result_problems(segmentation: Any, reference: Any) -> list[str]:
+    """What is wrong with a BratsUNet result (empty when nothing): its three segments with their names and
+    colours, its geometry on ``reference`` (the FLAIR) and a volumes table whose regions add up."""
+    content = segmentation.GetSegmentation()
+    segments = [content.GetNthSegment(i) for i in range(content.GetNumberOfSegments())]
+    found = [(s.GetName(), tuple(round(c, 3) for c in s.GetColor())) for s in segments]
+    expected = [("Necrotic tumor core", (1.0, 0.0, 0.0)), ("Peritumoral edema", (0.0, 1.0, 0.0)),
+                ("Enhancing tumor", (1.0, 1.0, 0.0))]
+    problems = [] if found == expected else [f"segments {found}, expected {expected}"]
+    if segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()) is not reference:
+        problems.append("the segmentation does not lie on the FLAIR's grid")
+    table_node = segmentation.GetNodeReference(segment.TABLE_ROLE)
+    if table_node is None:
+        return [*problems, "no volumes table"]
+    table = table_node.GetTable()
+    rows = {table.GetValue(row, 0).ToString(): table.GetValue(row, 1).ToDouble()
+            for row in range(table.GetNumberOfRows())}
+    parts = [rows.get(key, -1.0) for key in results.VOLUME_ROWS.values() if key.endswith(("(NCR)", "(ED)", "(ET)"))]
+    whole = rows.get(results.VOLUME_ROWS["WT"], -1.0)
+    if min(parts) < 0 or abs(whole - sum(parts)) > 1e-3:
+        problems.append(f"volumes {rows} do not add up (WT = NCR + ED + ET)")
+    return problems

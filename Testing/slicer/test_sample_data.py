@@ -54,3 +54,13 @@ def test_sample_data_offers_the_case_under_bratsunet(scene, cache, monkeypatch):
     loaded = source["customDownloader"](types.SimpleNamespace(**source))
     assert loaded["flair"].GetName() == "BraTS20_Sample_001_flair"
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 4
+
+
+def test_the_self_tests_check_of_a_result_finds_what_is_wrong(scene, cache):
+    from BratsUNetSlicer.testing import sample_result_problems
+
+    nodes = sample_data.load_sample()
+    # The reference segmentation has BratsUNet's segments but no volumes table, and it lies on the FLAIR's grid.
+    assert sample_result_problems(nodes["segmentation"], nodes["flair"]) == ["no volumes table"]
+    assert sample_result_problems(nodes["segmentation"], nodes["t1"]) == [
+        "the segmentation does not lie on the FLAIR's grid", "no volumes table"]

@@ -52,7 +52,11 @@ def checkpoint_path(name: str, folder: Path | None = None) -> Path:
 
 def sha256_of(path: str | os.PathLike) -> str:
     """The sha256 of a file, hex."""
-    digest = hashlib.sha256()
+    return _digest_of(path, "sha256")
+
+
+def _digest_of(path: str | os.PathLike, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -98,9 +102,14 @@ def download(url: str, filename: str, *, sha256: str | None = None, md5: str | N
     title = title or filename
     expected = sha256 or recorded_sha256(target)
     if target.is_file():
-        if expected is None or sha256_of(target) == expected:
+        if expected is None and md5:
+            # Placed, but its sha256 not recorded yet (the process ended between the two): check the md5 once more.
+            if _digest_of(target, "md5") == md5:
+                write_text_atomic(_record(target), sha256_of(target) + "\n")
+                return target
+        elif expected is None or sha256_of(target) == expected:
             return target
-        raise BratsUNetError(f"'{target}' is not the file that was downloaded (its sha256 changed); delete it and "
+        raise BratsUNetError(f"'{target}' is not the file that was downloaded (its hash differs); delete it and "
                              "download it again.")
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,24 @@ def test_md5_only_records_the_sha256_and_a_changed_file_is_refused_later(server,
     assert listing(tmp_path) == ["bundle.zip.sha256"]
 
 
+def test_a_placed_file_whose_record_was_not_written_is_checked_by_its_md5(server, tmp_path):
+    """A process ended between placing an md5-only download and recording its sha256: the next call checks the md5
+    before trusting the file, then records the sha256."""
+    data = payload(5)
+    server.files["/bundle.zip"] = data
+    md5 = hashlib.md5(data).hexdigest()
+    path = download(f"{server.url}/bundle.zip", "bundle.zip", md5=md5, folder=tmp_path)
+    record = tmp_path / "bundle.zip.sha256"
+    record.unlink()
+    assert download(f"{server.url}/bundle.zip", "bundle.zip", md5=md5, folder=tmp_path) == path
+    assert recorded_sha256(path) == hashlib.sha256(data).hexdigest()
+    record.unlink()
+    path.write_bytes(payload(6))  # damaged while unrecorded
+    with pytest.raises(BratsUNetError, match="is not the file that was downloaded"):
+        download(f"{server.url}/bundle.zip", "bundle.zip", md5=md5, folder=tmp_path)
+    assert len(server.ranges) == 1  # checked in place, never downloaded again
+
+
 def test_a_wrong_hash_leaves_nothing(server, tmp_path):
     server.files["/model.pth"] = payload()
     with pytest.raises(BratsUNetError, match="nothing was kept"):
@@ -195,7 +213,7 @@ def test_a_file_changed_in_the_folder_is_refused_without_a_download(server, tmp_
     path = download(f"{server.url}/model.pth", "model.pth", folder=tmp_path)
     assert downloads.cached_path("model.pth", tmp_path) == path
     path.write_bytes(b"damaged")
-    with pytest.raises(BratsUNetError, match="sha256 changed.*delete it") as error:
+    with pytest.raises(BratsUNetError, match="its hash differs.*delete it") as error:
         download(f"{server.url}/model.pth", "model.pth", folder=tmp_path)
     assert "\n" not in str(error.value)
     assert len(server.ranges) == 1  # checked against the record, not downloaded again

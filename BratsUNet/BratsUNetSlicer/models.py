@@ -161,8 +161,9 @@ CATALOGUE_FORMAT = "catalogue"  # the description of a catalogue model not downl
 
 def downloaded_checkpoint(name: str | os.PathLike) -> Path | None:
     """The checkpoint of the catalogue model ``name`` once downloaded (and converted), else None."""
-    # Imported on use: the models folder's library brings pooch and platformdirs, installed with the others.
-    from BratsUNetLib.models.downloads import checkpoint_path
-
+    try:  # on use: the models folder is found with platformdirs, one of the packages installed on first use
+        from BratsUNetLib.models.downloads import checkpoint_path
+    except ImportError:  # the panel lists models before the install: nothing can have been downloaded yet
+        return None
     path = checkpoint_path(str(name))
     return path if path.is_file() else None

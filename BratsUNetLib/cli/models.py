@@ -14,6 +14,8 @@ from BratsUNetLib.models.store import download_model, import_model, list_models
 
 def run(args: argparse.Namespace) -> int:
     reporter = ProgressReporter(args.progress)
+    if args.action != "import" and (args.name or args.overwrite):
+        raise BratsUNetError(f"--name and --overwrite are for models import; models {args.action} takes neither.")
     if args.action == "list":
         if args.target:
             raise BratsUNetError("models list takes no name; leave it out.")

@@ -34,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
     reporter = ProgressReporter(args.progress)
     say = reporter.message if reporter.mode == "json" else print
     images = {dest: getattr(args, dest) for dest, *_ in CHANNEL_FLAGS if getattr(args, dest)}
-    # A model name (``bratsunet models list``) becomes its checkpoint, downloaded first when needed.
-    args.model = [str(resolve_model(model, reporter=reporter)) for model in args.model]
     # An input is never an output, whatever --overwrite says: checked before anything else is looked at.
     flags = {dest: flag for dest, flag, *_ in CHANNEL_FLAGS}
     inputs = [(flags[dest], path) for dest, path in images.items()]
@@ -57,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     options = InferenceOptions(sliding_window=args.sliding_window, native=args.native, tta=args.tta,
                                threshold=args.threshold, scheme=args.labels, min_island_voxels=args.min_island_voxels,
                                backend=args.backend)
-
+    # A model name (``bratsunet models list``) becomes its checkpoint, downloaded when needed: only once every
+    # other argument is known to be right, so that a mistake there costs no download. (Outputs are NIfTI files,
+    # so they cannot be a model's checkpoint, which the input check above therefore need not know by its path.)
+    args.model = [str(resolve_model(model, reporter=reporter)) for model in args.model]
     models = load_models(args.model, config=args.config, device=args.device)
     for model in models:
         say(model_card(model.description))

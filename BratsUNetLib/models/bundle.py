@@ -99,31 +99,27 @@ def read_bundle(source: str | Path, weights: str | Path | None = None) -> Bundle
     apart, ``large_files.yml``). Raises :class:`BundleError` for what cannot be mapped, CheckpointError for
     weights that are not plain tensors.
     """
-    files = _BundleFiles(Path(source))
-    inference = files.json(INFERENCE_CONFIG)
-    metadata = files.json(METADATA)
     label = f"bundle '{source}'"
-    model_block = _network(inference, label)
-    channels = _input_channels(metadata, model_block, label)
-    regions = _output_regions(metadata, model_block, label)
-    dataset = {"labels": [2, 1, 4], "setup_label_hierarchy": True, "resample": False, "crop_foreground": False,
-               **_preprocessing(inference, label)}
-    activation, rule_dataset = _postprocessing(inference, regions, label)
-    dataset.update(rule_dataset)
-    config = {"model": model_block, "loss": {"name": "DiceLoss", activation: True}, "dataset": dataset,
-              **_FINE_TUNING}
-    inferer, strategy = _inferer(inference, label)
-    dataset["native_strategy"] = strategy
-    if inferer:
-        config["inference"] = inferer
-    try:
-        config = load_config(config)
-    except ConfigError as exc:
-        raise BundleError(f"The {label} describes a model BratsUNet cannot build: {exc}") from None
-    state = _weights(Path(weights) if weights else None, files, label)
-    return BundleModel(name=str(metadata.get("name") or files.root_name), version=str(metadata.get("version", "")),
-                       config=config, channels=channels, output_regions=regions, state_dict=state,
-                       metadata=metadata)
+    with _BundleFiles(Path(source)) as files:
+        inference = files.json(INFERENCE_CONFIG)
+        metadata = files.json(METADATA)
+        model_block = _network(inference, label)
+        channels = _input_channels(metadata, model_block, label)
+        regions = _output_regions(metadata, model_block, label)
+        activation, rule = _postprocessing(inference, regions, label)
+        inferer, strategy = _inferer(inference, label)
+        dataset = {"labels": [2, 1, 4], "setup_label_hierarchy": True, "resample": False, "crop_foreground": False,
+                   **_preprocessing(inference, label), "label_rule": rule, "native_strategy": strategy}
+        config = {"model": model_block, "loss": {"name": "DiceLoss", activation: True}, "dataset": dataset,
+                  **_FINE_TUNING, **({"inference": inferer} if inferer else {})}
+        try:
+            config = load_config(config)
+        except ConfigError as exc:
+            raise BundleError(f"The {label} describes a model BratsUNet cannot build: {exc}") from None
+        state = _weights(Path(weights) if weights else None, files, label)
+        name = str(metadata.get("name") or files.root_name)
+    return BundleModel(name=name, version=str(metadata.get("version", "")), config=config, channels=channels,
+                       output_regions=regions, state_dict=state, metadata=metadata)
 
 
 def import_bundle(source: str | Path, destination: str | Path, weights: str | Path | None = None) -> Path:
@@ -207,6 +203,13 @@ class _BundleFiles:
             raise BundleError(f"'{source}' is not a MONAI bundle: it has no {INFERENCE_CONFIG}.")
         self.prefix = min(roots, key=len)
         self.root_name = self.prefix.strip("/") or source.stem
+
+    def __enter__(self) -> _BundleFiles:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.zip is not None:
+            self.zip.close()
 
     def _member(self, name: str, limit: int) -> zipfile.ZipInfo | Path | None:
         if self.zip is None:
@@ -384,16 +387,16 @@ def _inferer(inference: Mapping, label: str) -> tuple[dict | None, str]:
                       "SimpleInferer.")
 
 
-def _postprocessing(inference: Mapping, regions: Sequence[str], label: str) -> tuple[str, dict]:
-    """The activation (``sigmoid`` or ``softmax``) and the dataset's label rule, from the bundle's postprocessing."""
-    activation, rule = None, {"label_rule": "priority"}
+def _postprocessing(inference: Mapping, regions: Sequence[str], label: str) -> tuple[str, str]:
+    """The activation (``sigmoid``) and the dataset's label rule, from the bundle's postprocessing."""
+    activation, rule = None, "priority"
     for index, item in enumerate(_transforms(inference, "postprocessing", label)):
         where = f"{label}: postprocessing transform {index + 1}"
         name = _target(item, where)
         if name in _IGNORED_POSTPROCESSING:
             continue
         if name == "Lambdad":
-            rule = {"label_rule": _label_rule(item.get("func"), regions, where)}
+            rule = _label_rule(item.get("func"), regions, where)
             continue
         arguments = _arguments(item, inference, where, ignored=("keys", "allow_missing_keys"))
         if name == "Activationsd" and (arguments.get("sigmoid") or arguments.get("softmax")):

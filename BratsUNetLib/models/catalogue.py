@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from BratsUNetLib.errors import ConfigError
 from BratsUNetLib.inputfiles import require_regular_file
 
@@ -122,6 +120,8 @@ def catalogue_card(entry: CatalogueEntry) -> str:
 
 def _read(source: str) -> str:
     if source.startswith(("http://", "https://")):
+        import requests  # on use: only a catalogue at a URL needs it (and it costs every start-up 60-90 ms)
+
         try:
             with requests.get(source, stream=True, timeout=30) as response:
                 response.raise_for_status()

@@ -20,8 +20,6 @@ import os
 from pathlib import Path
 
 import platformdirs
-import pooch
-import requests
 
 from BratsUNetLib.cancel import CancelToken
 from BratsUNetLib.errors import BratsUNetError, Cancelled
@@ -116,6 +114,11 @@ def download(url: str, filename: str, *, sha256: str | None = None, md5: str | N
     except OSError as exc:
         raise BratsUNetError(f"Cannot make the models folder '{folder}' ({exc.strerror or exc}); set "
                              f"{MODELS_DIR_ENV} to a folder you can write to.") from None
+    # Imported on use: every bratsunet segment imports this module (to resolve model names), and requests and pooch
+    # cost 60-90 ms of its start-up; only a download needs them.
+    import pooch
+    import requests
+
     # pooch says what it downloads and the hash it found at INFO level, as lines of its own: the reporter speaks.
     pooch.get_logger().setLevel("WARNING")
     known_hash = f"sha256:{expected}" if expected else f"md5:{md5}" if md5 else None
@@ -136,8 +139,13 @@ def download(url: str, filename: str, *, sha256: str | None = None, md5: str | N
         downloader.discard_if_unusable()
         raise BratsUNetError(f"The download of {title} from {url} failed ({_reason(exc)}); run the same command "
                              "again to retry.") from None
+    except OSError as exc:  # the models folder: full, read-only, gone (the transfer's own errors are above)
+        downloader.discard()
+        raise BratsUNetError(f"The download of {title} cannot be written to '{folder}' "
+                             f"({exc.strerror or type(exc).__name__}); free some space or set {MODELS_DIR_ENV} to "
+                             "another folder.") from None
     if not sha256:
-        write_text_atomic(target.with_name(filename + RECORD_SUFFIX), sha256_of(target) + "\n")
+        write_text_atomic(_record(target), sha256_of(target) + "\n")
     return target
 
 
@@ -154,6 +162,8 @@ class ResumingDownloader:
     def __call__(self, url: str, output_file: str, _pooch: object, check_only: bool = False) -> bool | None:
         if check_only:
             return True
+        import requests  # on use, as in download()
+
         have = self.part.stat().st_size if self.part.is_file() else 0
         # Byte offsets (Range, Content-Length, the part's size) count the bytes as stored: a compressed transfer
         # would count others, and continuing it would splice the file at the wrong byte.
@@ -195,7 +205,8 @@ class ResumingDownloader:
             self.discard()
 
 
-def _reason(exc: requests.RequestException) -> str:
+def _reason(exc: Exception) -> str:
+    """A failed transfer (a ``requests.RequestException``) in a few words: its HTTP status, else its message."""
     response = getattr(exc, "response", None)
     if response is not None and response.status_code:
         return f"HTTP {response.status_code} {response.reason or ''}".strip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import pytest
 from BratsUNetSlicer import scene_io, segment
@@ -58,5 +59,17 @@ def test_a_catalogue_model_is_listed_described_downloaded_on_first_apply_and_seg
         assert entry.label() == "Small BraTS bundle (downloaded)"
         assert "Licence: Apache-2.0" in logic.models.card("small_brats")
         assert "Input channels: t1ce, t1, t2, flair" in logic.models.card("small_brats")
+    finally:
+        logic.worker.close()
+
+
+def test_the_selector_lists_catalogue_models_before_the_packages_are_installed(module, catalogue, monkeypatch):
+    """A fresh Slicer has no platformdirs or pooch yet; the panel still opens and lists the catalogue's models."""
+    for name in ("platformdirs", "pooch", "BratsUNetLib.models.downloads"):
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it fails, as where it is not installed
+    logic = module.BratsUNetLogic()
+    try:
+        (entry,) = logic.models.add_catalogue()
+        assert entry.label() == "Small BraTS bundle (downloads on first use)"
     finally:
         logic.worker.close()

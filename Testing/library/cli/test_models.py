@@ -73,6 +73,13 @@ def test_a_published_bundle_that_changed_on_the_server_is_refused_and_nothing_is
     assert list((models / "downloads").iterdir()) == []
 
 
+def test_import_options_given_to_another_action_are_refused(catalogue, capsys):
+    assert main(["models", "download", "small_brats", "--name", "other", "--progress", "none"]) == 2
+    assert "--name and --overwrite are for models import" in capsys.readouterr().err
+    assert main(["models", "list", "--overwrite", "--progress", "none"]) == 2
+    assert catalogue.ranges == []  # refused before anything was fetched
+
+
 def test_an_unknown_name_is_one_line_that_says_where_names_are(catalogue, tmp_path, capsys):
     case = write_case(generate_case(shape=(40, 40, 32), seed=5), tmp_path / "cases", "BraTS_M_001")
     assert main(segment_argv(case, tmp_path / "labels.nii.gz", "no_such_model")) == 2

@@ -29,6 +29,7 @@ PIP_REQUIREMENTS = {
     "matplotlib": "matplotlib>=3.7",
     "pooch": "pooch>=1.8",
     "platformdirs": "platformdirs>=3.0",
+    "filelock": "filelock>=3.8",
     "nilearn": "nilearn>=0.10",
     "onnx": "onnx>=1.17",
     "onnxscript": "onnxscript>=0.5",

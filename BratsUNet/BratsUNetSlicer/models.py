@@ -122,6 +122,9 @@ class ModelRegistry:
 
     def card(self, path: str | os.PathLike, config: str | os.PathLike = "") -> str:
         """The model card shown in the panel: inputs, outputs, labels, preprocessing, training summary."""
+        early = self.card_before_download(path)
+        if early is not None:
+            return early
         # Imported on use, as in describe().
         from BratsUNetLib.models.checkpoint import model_card
 
@@ -129,9 +132,15 @@ class ModelRegistry:
         entry = self.get(path)
         if entry is None or entry.catalogue is None:
             return model_card(description)
-        if description.get("format") == CATALOGUE_FORMAT:
-            return catalogue_card(entry.catalogue) + "\n" + "Not downloaded yet: the first Apply downloads it."
         return catalogue_card(entry.catalogue) + "\n\n" + model_card(description)
+
+    def card_before_download(self, path: str | os.PathLike) -> str | None:
+        """The card of a catalogue model not downloaded yet, from its catalogue entry alone (so also before torch
+        and MONAI are installed: a new user sees what the model is before the first Apply); None for others."""
+        entry = self.get(path)
+        if entry is None or entry.catalogue is None or downloaded_checkpoint(entry.path) is not None:
+            return None
+        return catalogue_card(entry.catalogue) + "\n" + "Not downloaded yet: the first Apply downloads it."
 
     def _catalogue_description(self, name: str) -> dict[str, Any]:
         """What a catalogue model not downloaded yet is known to take and give (from its catalogue entry)."""

@@ -96,8 +96,11 @@ class ModelSection:
             return
         parameters = self.panel.parameters
         self._cardFor = (parameters.modelPath, parameters.modelConfigPath)
+        early = self.models.card_before_download(parameters.modelPath) if parameters.modelPath else None
         if not parameters.modelPath:
             self.ui.modelCardText.plainText = ""
+        elif early is not None:
+            self.ui.modelCardText.plainText = early
         elif dependencies.missing_packages():
             self.ui.modelCardText.plainText = _("The model card appears once PyTorch and MONAI are installed.")
         else:

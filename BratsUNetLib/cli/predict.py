@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
                                threshold=0.5 if args.threshold is None else args.threshold, scheme=args.labels,
                                min_island_voxels=args.min_island_voxels, sum_then_threshold=args.sum)
     reporter = ProgressReporter(args.progress)
-    models = [str(resolve_model(model, reporter=reporter)) for model in args.model_filename]
-    written = predict_group(args.config_filename, models, args.group, args.output_directory,
+    # A model name becomes its checkpoint (downloaded when needed) once the plan of outputs has passed its checks.
+    written = predict_group(args.config_filename, args.model_filename, args.group, args.output_directory,
                             options=options, segment=args.segment, overwrite=args.overwrite,
-                            skip_existing=args.no_overwrite,
-                            device=device, reporter=reporter)
+                            skip_existing=args.no_overwrite, device=device, reporter=reporter,
+                            resolve_model=lambda model: resolve_model(model, reporter=reporter))
     reporter.close()
     reporter.emit("result", output_directory=str(args.output_directory), cases=written)
     if reporter.mode != "json":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,15 +85,18 @@ def _clashing(names: Sequence[str]) -> set[int]:
 def predict_group(config: dict | str | os.PathLike, model_paths: str | os.PathLike | Sequence[str | os.PathLike],
                   group: str, output_dir: str | os.PathLike, *, options: InferenceOptions = InferenceOptions(),
                   segment: bool = False, overwrite: bool = True, skip_existing: bool = False,
-                  device: str | torch.device = "auto",
-                  reporter: ProgressReporter | None = None) -> list[dict[str, str]]:
+                  device: str | torch.device = "auto", reporter: ProgressReporter | None = None,
+                  resolve_model: Callable[[str | os.PathLike], str | os.PathLike] | None = None,
+                  ) -> list[dict[str, str]]:
     """Predict every case of the config's ``<group>_filenames`` into ``output_dir``, as the original predict.py.
 
     Per case ``<name>.nii.gz`` holds the activated outputs (float32, x,y,z,K) on the first input's grid, and with
     ``segment`` ``<name>_seg.nii.gz`` the uint8 label map, where ``<name>`` is from :func:`prediction_names`.
     The whole plan of outputs is checked before any work: no output may be an input of any case of the config
     (or a model, or the config); without ``overwrite`` no output may exist, except that ``skip_existing``
-    skips cases whose outputs all exist. Returns one dict of written paths per predicted case.
+    skips cases whose outputs all exist. ``resolve_model`` turns each of ``model_paths`` into a checkpoint file
+    (a model name into its downloaded checkpoint); it is called only once the plan has passed, so that a mistake
+    in it costs no download. Returns one dict of written paths per predicted case.
     """
     reporter = reporter or ProgressReporter("none")
     config_path = None if isinstance(config, Mapping) else config
@@ -158,6 +161,8 @@ def predict_group(config: dict | str | os.PathLike, model_paths: str | os.PathLi
         raise BratsUNetError(f"{len(existing)} output(s) exist in '{output_dir}': "
                              f"{describe_paths([path.name for path in existing], _LISTED)}; pass --overwrite to "
                              f"replace them{hint}, or choose another --output_directory.")
+    if resolve_model is not None:
+        model_paths = [resolve_model(model) for model in model_paths]
     models = load_models(model_paths, config=config, device=device)
     check_output_folder(output_dir, "--output_directory")
     written: list[dict[str, str]] = []

@@ -6,7 +6,8 @@ every transfer from byte 0 and reports to a tqdm bar only, so the transfer itsel
 pooch's downloader interface: the bytes go to ``<file>.part`` (kept when the transfer stops), the next attempt
 continues it with an HTTP Range request, progress goes to a :class:`~BratsUNetLib.events.ProgressReporter`
 (percent and time left on the command line, events in Slicer) and a :class:`~BratsUNetLib.cancel.CancelToken`
-stops it between two chunks.
+stops it between two chunks. Two processes asking for the same file take turns (a file lock): the second waits,
+saying so, and then uses the first one's file.
 
 Hashes: a catalogue entry's sha256 is checked. Where a publisher gives only an md5 (or nothing), that is checked
 and the file's sha256 recorded beside it at the first download (``<file>.sha256``): a later download of the same
@@ -15,8 +16,10 @@ file (after it was deleted, say) must have that sha256, so a file changed on the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -30,6 +33,11 @@ MODELS_DIR_ENV = "BRATSUNET_MODELS_DIR"
 CHECKPOINT_SUFFIX = ".pth"  # every model in the models folder is a BratsUNet checkpoint <name>.pth
 PART_SUFFIX = ".part"
 RECORD_SUFFIX = ".sha256"
+#: Where ``<file>.lock`` is held by the process downloading it, inside the folder of the downloads. The lock files
+#: stay (empty): removing one while another process waits on it would let a third take a new one beside it.
+LOCKS_FOLDER = ".locks"
+#: Seconds between two looks at the cancel token while another process downloads the same file.
+LOCK_POLL_S = 0.5
 #: Bytes per read of a transfer: each read may report progress and be cancelled.
 CHUNK_BYTES = 1 << 20
 #: Seconds without a byte before a transfer counts as failed (a hang guard, not a deadline).
@@ -98,22 +106,69 @@ def download(url: str, filename: str, *, sha256: str | None = None, md5: str | N
     folder = Path(folder or models_dir())
     target = folder / filename
     title = title or filename
-    expected = sha256 or recorded_sha256(target)
     if target.is_file():
-        if expected is None and md5:
-            # Placed, but its sha256 not recorded yet (the process ended between the two): check the md5 once more.
-            if _digest_of(target, "md5") == md5:
-                write_text_atomic(_record(target), sha256_of(target) + "\n")
-                return target
-        elif expected is None or sha256_of(target) == expected:
-            return target
-        raise BratsUNetError(f"'{target}' is not the file that was downloaded (its hash differs); delete it and "
-                             "download it again.")
+        return _checked_in_place(target, sha256, md5)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BratsUNetError(f"Cannot make the models folder '{folder}' ({exc.strerror or exc}); set "
                              f"{MODELS_DIR_ENV} to a folder you can write to.") from None
+    # One transfer per file at a time: two processes (two Slicer Applies, a command line beside the panel) would
+    # append to the same part. An OS file lock is released when its process dies, so none is ever left stale.
+    with _download_lock(target, reporter, cancel, title):
+        if target.is_file():  # the other process finished it while this one waited
+            return _checked_in_place(target, sha256, md5)
+        return _transfer(url, target, sha256, md5, reporter, cancel, title)
+
+
+def _checked_in_place(target: Path, sha256: str | None, md5: str | None) -> Path:
+    """``target``, a file already in the models folder, once it is known to be the one that was downloaded."""
+    expected = sha256 or recorded_sha256(target)
+    if expected is None and md5:
+        # Placed, but its sha256 not recorded yet (the process ended between the two): check the md5 once more.
+        if _digest_of(target, "md5") == md5:
+            write_text_atomic(_record(target), sha256_of(target) + "\n")
+            return target
+    elif expected is None or sha256_of(target) == expected:
+        return target
+    raise BratsUNetError(f"'{target}' is not the file that was downloaded (its hash differs); delete it and "
+                         "download it again.")
+
+
+@contextlib.contextmanager
+def _download_lock(target: Path, reporter: ProgressReporter | None, cancel: CancelToken | None,
+                   title: str) -> Iterator[None]:
+    """Hold ``<folder>/.locks/<file>.lock`` (filelock: fcntl or msvcrt, whichever the system has) for the block;
+    while another process holds it, say so once and wait, cancellably."""
+    import filelock  # on use, as pooch below (it comes with torch)
+
+    locks = target.parent / LOCKS_FOLDER
+    locks.mkdir(exist_ok=True)
+    lock = filelock.FileLock(str(locks / (target.name + ".lock")))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if reporter is not None:
+            reporter.message(f"Waiting for another download of {title} to finish ...")
+        while True:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled(f"Stopped waiting for the other download of {title}.") from None
+            try:
+                lock.acquire(timeout=LOCK_POLL_S)  # the poll interval of the cancel check, not a deadline
+                break
+            except filelock.Timeout:
+                continue
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _transfer(url: str, target: Path, sha256: str | None, md5: str | None, reporter: ProgressReporter | None,
+              cancel: CancelToken | None, title: str) -> Path:
+    """Download ``url`` into ``target`` (which is not there) through pooch, verified; see :func:`download`."""
+    folder, filename = target.parent, target.name
+    expected = sha256 or recorded_sha256(target)
     # Imported on use: every bratsunet segment imports this module (to resolve model names), and requests and pooch
     # cost 60-90 ms of its start-up; only a download needs them.
     import pooch

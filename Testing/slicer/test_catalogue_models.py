@@ -65,11 +65,13 @@ def test_a_catalogue_model_is_listed_described_downloaded_on_first_apply_and_seg
 
 def test_the_selector_lists_catalogue_models_before_the_packages_are_installed(module, catalogue, monkeypatch):
     """A fresh Slicer has no platformdirs or pooch yet; the panel still opens and lists the catalogue's models."""
-    for name in ("platformdirs", "pooch", "BratsUNetLib.models.downloads"):
+    for name in ("platformdirs", "pooch", "BratsUNetLib.models.downloads", "torch", "monai"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it fails, as where it is not installed
     logic = module.BratsUNetLogic()
     try:
         (entry,) = logic.models.add_catalogue()
         assert entry.label() == "Small BraTS bundle (downloads on first use)"
+        card = logic.models.card("small_brats")  # what the model is, before anything is installed
+        assert "Licence: Apache-2.0" in card and "A test bundle, 2026" in card and "Not downloaded yet" in card
     finally:
         logic.worker.close()

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from file_server import file_server
+from library_support import TINY_CONFIG
 from small_bundle import write_bundle
 
 from BratsUNetLib.cli.main import main
@@ -70,7 +71,8 @@ def test_a_published_bundle_that_changed_on_the_server_is_refused_and_nothing_is
     assert len(error) == 1 and "is not the published file" in error[0] and "Traceback" not in error[0]
     models = tmp_path / "models"
     assert not (models / "small_brats.pth").exists()
-    assert list((models / "downloads").iterdir()) == []
+    assert [path.name for path in (models / "downloads").iterdir()] == [".locks"]  # an empty lock file only
+    assert [path.stat().st_size for path in (models / "downloads" / ".locks").iterdir()] == [0]
 
 
 def test_import_options_given_to_another_action_are_refused(catalogue, capsys):
@@ -100,3 +102,21 @@ def test_a_local_bundle_is_imported_by_name_and_not_replaced_without_overwrite(c
     assert main(["models", "list", "--progress", "none"]) == 0
     shown = capsys.readouterr().out
     assert any(line.split()[:2] == ["my_bundle", "imported"] for line in shown.splitlines())
+
+
+def test_predict_downloads_a_named_model_only_once_its_outputs_have_passed_their_checks(catalogue, tmp_path, capsys):
+    case = write_case(generate_case(shape=(40, 40, 32), seed=5), tmp_path / "cases", "BraTS_M_001")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**TINY_CONFIG, "test_filenames": [
+        {"image": [str(case[name]) for name in ("flair", "t1", "t1ce", "t2")], "label": str(case["seg"])}]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "BraTS_M_001_flair.nii.gz").write_bytes(b"an earlier result")
+    argv = ["predict", "--config_filename", str(config), "--model_filename", "small_brats", "--output_directory",
+            str(out), "--segment", "--progress", "none"]
+    assert main(argv) == 2
+    assert "exist" in capsys.readouterr().err and catalogue.ranges == []  # refused before any download
+    assert main([*argv, "--overwrite"]) == 0
+    labels = nib.load(out / "BraTS_M_001_flair_seg.nii.gz")
+    assert labels.shape == (40, 40, 32) and set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2, 4}
+    assert (tmp_path / "models" / "small_brats.pth").is_file()

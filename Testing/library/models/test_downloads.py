@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,8 @@ def payload(seed: int = 0) -> bytes:
 
 
 def listing(folder: Path) -> list[str]:
-    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+    """The folder's files, but for the (empty) lock files of its downloads."""
+    return sorted(path.name for path in folder.iterdir() if path.name != downloads.LOCKS_FOLDER) if folder.exists() else []
 
 
 def test_a_download_is_verified_and_named_only_then(server, tmp_path):
@@ -139,6 +142,68 @@ def test_a_cancelled_download_leaves_no_file_and_resumes_where_it_stopped(server
     assert path.read_bytes() == data
     assert server.ranges[-1] == ("/model.pth", f"bytes={stopped_at[0]}-")
     assert listing(tmp_path) == ["model.pth"]
+
+
+# Another process downloading the same file: it holds the download's lock until told (a line on its stdin) to
+# place the file and go.
+HOLDER = """
+import sys, filelock
+from pathlib import Path
+folder, data = Path(sys.argv[1]), bytes.fromhex(sys.argv[2])
+(folder / ".locks").mkdir(parents=True, exist_ok=True)
+with filelock.FileLock(str(folder / ".locks" / "model.pth.lock")):
+    print("held", flush=True)
+    if sys.stdin.readline().strip() == "place":
+        (folder / "model.pth").write_bytes(data)
+"""
+
+
+def _holding_process(folder: Path, data: bytes) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), data.hex()], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _tell(holder: subprocess.Popen, line: str) -> None:
+    holder.stdin.write(line + "\n")
+    holder.stdin.flush()
+
+
+def test_a_second_download_of_the_same_file_waits_for_the_first_and_takes_its_file(server, tmp_path):
+    data = payload(7)
+    server.files["/model.pth"] = data
+    holder = _holding_process(tmp_path, data)
+    events = []
+
+    def on_event(event):  # the waiting message is the moment the other process finishes
+        events.append(event)
+        if event["event"] == "message" and "Waiting for another download" in event["text"]:
+            _tell(holder, "place")
+
+    path = download(f"{server.url}/model.pth", "model.pth", sha256=hashlib.sha256(data).hexdigest(), folder=tmp_path,
+                    reporter=ProgressReporter("json", stream=_Lines(on_event)))
+    assert holder.wait(timeout=60) == 0  # a hang guard
+    assert path.read_bytes() == data and server.ranges == []  # the other's file, checked, not fetched again
+    assert [e["text"] for e in events if e["event"] == "message"] == [
+        "Waiting for another download of model.pth to finish ..."]
+
+
+def test_waiting_for_another_download_can_be_cancelled_and_leaves_nothing(server, tmp_path):
+    server.files["/model.pth"] = payload(8)
+    holder = _holding_process(tmp_path, b"")
+    cancel = CancelToken()
+
+    def on_event(event):
+        if event["event"] == "message" and "Waiting for another download" in event["text"]:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled, match="Stopped waiting"):
+        download(f"{server.url}/model.pth", "model.pth", folder=tmp_path, cancel=cancel,
+                 reporter=ProgressReporter("json", stream=_Lines(on_event)))
+    _tell(holder, "go")
+    assert holder.wait(timeout=60) == 0
+    assert listing(tmp_path) == [] and server.ranges == []
 
 
 class _Lines:

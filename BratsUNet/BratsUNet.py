@@ -37,6 +37,9 @@ from slicer.util import VTKObservationMixin
 
 from BratsUNetLib.errors import BratsUNetError, Cancelled
 
+# On the parameter node: which inputs guessInputs filled (modality=node ID;...), so that only those follow a new case.
+FILLED_INPUTS_ATTRIBUTE = "BratsUNet.FilledInputs"
+
 
 class BratsUNet(ScriptedLoadableModule):
     """Module metadata."""
@@ -97,6 +100,9 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.inputs.onNodeAdded)
+        selection = slicer.mrmlScene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+        if selection is not None:  # the volume shown changed: the inputs follow its case
+            self.addObserver(selection, vtk.vtkCommand.ModifiedEvent, self.inputs.onShownVolumeChanged)
         self.models.restore()
         self.initializeParameterNode()
 
@@ -194,10 +200,20 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         return wrap(self.getParameterNode())
 
     def guessInputs(self, parameters: BratsUNetParameterNode) -> None:
-        """Fill the empty input selectors with the volumes of one case, chosen by their names."""
-        for modality, node in scene_io.guess_inputs(slicer.mrmlScene).items():
-            if getattr(parameters, modality) is None:
-                setattr(parameters, modality, node)
+        """Point the inputs at the volumes of the case the user is looking at (:func:`scene_io.guess_inputs`).
+
+        Fills empty inputs and replaces the ones filled here before (so they follow a newly loaded case); an input
+        the user chose stays as it is.
+        """
+        node = parameters.parameterNode
+        filled = dict(item.split("=", 1) for item in (node.GetAttribute(FILLED_INPUTS_ATTRIBUTE) or "").split(";")
+                      if "=" in item)
+        for modality, volume in scene_io.guess_inputs(slicer.mrmlScene).items():
+            current = getattr(parameters, modality)
+            if current is None or (current is not volume and filled.get(modality) == current.GetID()):
+                setattr(parameters, modality, volume)
+                filled[modality] = volume.GetID()
+        node.SetAttribute(FILLED_INPUTS_ATTRIBUTE, ";".join(f"{m}={i}" for m, i in filled.items()))
 
     # -- segmentation -------------------------------------------------------------------------------------------
 
@@ -245,12 +261,14 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     @user_errors
     def train(self, folder: str, settings: training.TrainingOptions | None = None, *, resume: bool = False,
-              pretrainedModel: str = "", table=None, wait: bool = False, onEvent=None):
+              pretrainedModel: str = "", pretrainedConfig: str = "", table=None, wait: bool = False,
+              onEvent=None):
         """Train on the cases found in the scene; checkpoints and the log go to ``folder``.
 
         ``resume`` continues the run in ``folder`` from its last checkpoint up to ``settings.epochs`` (the cases
-        need not be in the scene any more); ``pretrainedModel`` fine-tunes
-        an existing model. One row per epoch goes to ``table`` (created when None). With ``wait=True`` returns
+        need not be in the scene any more); ``pretrainedModel`` fine-tunes an existing model (an original
+        3DUnetCNN checkpoint with its ``pretrainedConfig``) with its own network, preprocessing and labels, into
+        a new model in ``folder``. One row per epoch goes to ``table`` (created when None). With ``wait=True`` returns
         the path of the new model (registered, ready to segment), else the running job (its ``result`` holds
         ``table`` and ``chart`` at once, ``model`` when it ends).
         """
@@ -259,7 +277,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         self._requireDependencies()
         found = [] if resume else cases.discover_cases(slicer.mrmlScene)
         job = training.start(self.worker, found, folder, settings or training.TrainingOptions(), resume=resume,
-                             pretrained=pretrainedModel, table=table, on_event=onEvent, registry=self.models,
+                             pretrained=pretrainedModel, pretrained_config=pretrainedConfig, table=table, on_event=onEvent, registry=self.models,
                              transaction=self._transaction)
         return self.waitFor(job)["model"] if wait else job
 
@@ -269,6 +287,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
         return self.train(parameters.trainingFolder, training.options_of(parameters), resume=resume,
                           pretrainedModel=parameters.modelPath if parameters.fineTune else "",
+                          pretrainedConfig=parameters.modelConfigPath if parameters.fineTune else "",
                           table=parameters.trainingTable, wait=wait, onEvent=onEvent)
 
     @user_errors
@@ -289,14 +308,15 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         and fine-tuning again needs no other step. With a single usable case nothing is held out for validation.
         Returns like :meth:`train`.
         """
-        model = training.check_fine_tuning(segmentationNode, folder)
+        model, config = training.check_fine_tuning(segmentationNode, folder)
         scene_io.check_node_roles({}, trainingTable=table)
         self._requireIdle()
         # One transaction for the whole round: a failed or cancelled run also takes back "added as a case".
         transaction = self._transaction or SceneTransaction(slicer.mrmlScene)
         with transaction.recording(), self._within(transaction):
             folder, settings = training.fine_tuning_round(segmentationNode, folder, settings, transaction)
-            return self.train(str(folder), settings, pretrainedModel=model, table=table, wait=wait, onEvent=onEvent)
+            return self.train(str(folder), settings, pretrainedModel=model, pretrainedConfig=config, table=table,
+                              wait=wait, onEvent=onEvent)
 
     @user_errors
     def fineTuneWithParameters(self, parameters: BratsUNetParameterNode, wait: bool = False, onEvent=None):

@@ -3,7 +3,9 @@
 Every event is a flat dict with an ``"event"`` key. The kinds used across the library:
 
 - ``{"event": "start", "task": str, "total": int}`` — a counted task begins (cases, epochs, steps).
-- ``{"event": "progress", "task": str, "done": int, "total": int, **details}`` — one more unit finished.
+- ``{"event": "progress", "task": str, "done": int, "total": int, "fraction": float, "seconds_left": float|None,
+  **details}`` — one more unit finished; ``fraction`` (0..1) and ``seconds_left`` are of the whole job where the
+  task is a part of it (a training run's epochs carry ``epoch`` and ``epochs``), else of the task.
 - ``{"event": "epoch", "epoch": int, "loss": float, "val_loss": float|None, "dice": {...}, "lr": float,
   "seconds": float, "eta_seconds": float|None}`` — one training epoch finished.
 - ``{"event": "message", "text": str}`` — a line for the log.
@@ -67,6 +69,7 @@ class ProgressReporter:
         self.mode = mode
         self.stream = stream
         self._bars: dict[str, Any] = {}
+        self._started: dict[str, float] = {}  # task -> time.monotonic() at its start, for seconds_left
         _reporters.add(self)
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -78,11 +81,20 @@ class ProgressReporter:
         elif self.mode == "bar":
             self._show(record)
 
-    def start(self, task: str, total: int) -> None:
-        self.emit("start", task=task, total=int(total))
+    def start(self, task: str, total: int, **details: Any) -> None:
+        self._started[task] = time.monotonic()
+        self.emit("start", task=task, total=int(total), **details)
 
-    def advance(self, task: str, done: int, total: int, **details: Any) -> None:
-        self.emit("progress", task=task, done=int(done), total=int(total), **details)
+    def advance(self, task: str, done: int, total: int, *, fraction: float | None = None,
+                seconds_left: float | None = None, **details: Any) -> None:
+        """``done`` of ``total`` units of ``task``; ``fraction`` and ``seconds_left`` default to the task's own
+        (from its :meth:`start`), for work that knows better (a training run over all its epochs)."""
+        if fraction is None:
+            fraction = done / total if total > 0 else 0.0
+            started = self._started.get(task)
+            seconds_left = eta_seconds(started, done, total) if started is not None else None
+        self.emit("progress", task=task, done=int(done), total=int(total), fraction=round(float(fraction), 6),
+                  seconds_left=None if seconds_left is None else round(float(seconds_left), 1), **details)
 
     def message(self, text: str) -> None:
         self.emit("message", text=text)
@@ -99,6 +111,9 @@ class ProgressReporter:
 
         kind = record["event"]
         stream = self.stream or sys.stderr
+        if kind in ("start", "progress") and record.get("epochs"):
+            self._show_run(record, stream, tqdm)
+            return
         if kind == "start":
             old = self._bars.pop(record["task"], None)
             if old is not None:
@@ -133,6 +148,27 @@ class ProgressReporter:
                     parts.append(f"Dice {region} {value:.3f}")
             parts.append(f"{record.get('seconds', 0.0):.1f}s")
             self._show({"event": "message", "text": "  ".join(parts)})
+
+
+    def _show_run(self, record: dict[str, Any], stream: IO[str], tqdm: Any) -> None:
+        """One bar over a whole training run (every epoch's steps), not one per epoch."""
+        steps, epoch, epochs = int(record["total"]), int(record["epoch"]), int(record["epochs"])
+        bar = self._bars.get(RUN_BAR)
+        if bar is None or bar.total != steps * epochs:
+            if bar is not None:
+                bar.close()
+            bar = self._bars[RUN_BAR] = tqdm(total=steps * epochs, initial=(epoch - 1) * steps, desc="training",
+                                             file=stream, dynamic_ncols=True, leave=True)
+        if record["event"] == "progress":
+            bar.n = (epoch - 1) * steps + int(record["done"])
+            postfix = {"epoch": f"{epoch}/{epochs}"}
+            if isinstance(record.get("loss"), float):
+                postfix["loss"] = f"{record['loss']:.4g}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.refresh()
+
+
+RUN_BAR = "training run"  # the key of the bar _show_run draws
 
 
 def discard_bars() -> None:

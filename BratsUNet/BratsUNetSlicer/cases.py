@@ -40,12 +40,14 @@ _SEGMENT_VALUES = {"1": "NCR", "2": "ED", "3": "ET", "4": "ET"}
 
 @dataclass
 class TrainingCase:
-    """One case: ``volumes`` by modality, its ``label`` node, and what prevents using it (empty when usable)."""
+    """One case: ``volumes`` by modality, its ``label`` node, what prevents using it (empty when usable) and what
+    the panel should say about it besides (``notes``, e.g. which of two labels is used)."""
 
     name: str
     volumes: dict[str, Any] = field(default_factory=dict)
     label: Any = None
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
@@ -90,9 +92,16 @@ def discover_cases(scene: Any) -> list[TrainingCase]:
         for modality, volume in inputs.items():
             case.volumes.setdefault(modality, volume)
         if role == "label":
-            if case.label is not None:
-                case.problems.append(f"two labels ({case.label.GetName()}, {node.GetName()})")
-            case.label = node
+            corrected = bool(inputs)  # a result the user corrected and added: the latest word on this case
+            earlier = case.label
+            if earlier is None:
+                case.label = node
+            elif corrected != bool(earlier.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE)):
+                # A case loaded with its <case>_seg, segmented, corrected and added: the correction is the label.
+                case.label, other = (node, earlier) if corrected else (earlier, node)
+                case.notes.append(f"label {case.label.GetName()} (the corrected result), not {other.GetName()}")
+            else:
+                case.problems.append(f"two labels ({earlier.GetName()}, {node.GetName()})")
         elif role in case.volumes:
             case.problems.append(f"two {scene_io.MODALITY_TITLES[role]} volumes "
                                  f"({case.volumes[role].GetName()}, {node.GetName()})")
@@ -155,8 +164,8 @@ def add_corrected_case(segmentation: Any) -> TrainingCase:
 
 def describe_cases(found: list[TrainingCase]) -> str:
     """One line per case for the panel: used, or why not."""
-    return "\n".join(f"{case.name}: " + ("ready" if case.usable else "not used, " + "; ".join(case.problems))
-                     for case in found)
+    return "\n".join(f"{case.name}: " + ("; ".join(["ready", *case.notes]) if case.usable
+                                         else "not used, " + "; ".join(case.problems)) for case in found)
 
 
 def _segment_names(segmentation: Any) -> list[str]:

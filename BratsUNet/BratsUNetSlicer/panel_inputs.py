@@ -29,8 +29,12 @@ class InputsSection:
             # A loading volume is added before its name is final: look at the names once loading finished.
             qt.QTimer.singleShot(0, self.guessInputs)
 
+    def onShownVolumeChanged(self, caller, event) -> None:
+        qt.QTimer.singleShot(0, self.guessInputs)
+
     def guessInputs(self) -> None:
-        """Fill the empty input selectors with the volumes of one case, chosen by their names."""
+        """Point the input selectors at the volumes of the case the user is looking at (keeping their own
+        choices)."""
         if self.panel.hasParameterNode:
             self.panel.logic.guessInputs(self.panel.parameters)
 

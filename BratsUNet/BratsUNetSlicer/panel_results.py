@@ -15,6 +15,18 @@ from slicer.i18n import tr as _
 log = logging.getLogger(__name__)
 
 POLL_MSEC = 200  # how often the panel looks at the running job's output
+PROGRESS_STEPS = 1000  # the progress bar's range for a fraction: 0.1 % steps
+
+
+def time_left(seconds: Any) -> str:
+    """", about 3 min left" for a progress bar's text (empty while unknown)."""
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        return ""
+    if seconds < 90:
+        return _(", {seconds} s left").format(seconds=int(round(seconds)))
+    if seconds < 5400:
+        return _(", about {minutes} min left").format(minutes=int(round(seconds / 60)))
+    return _(", about {hours:.1f} h left").format(hours=seconds / 3600)
 
 
 class ResultsSection:
@@ -95,8 +107,16 @@ class ResultsSection:
             bar.value = 0
             self._status(str(event.get("task", "")))
         elif kind == "progress":
-            bar.setRange(0, max(1, int(event.get("total") or 1)))
-            bar.value = int(event.get("done") or 0)
+            fraction = event.get("fraction")
+            if isinstance(fraction, (int, float)):  # of the whole job (a training run: over all its epochs)
+                bar.setRange(0, PROGRESS_STEPS)
+                bar.value = int(round(min(max(fraction, 0.0), 1.0) * PROGRESS_STEPS))
+                bar.format = "%p%" + time_left(event.get("seconds_left"))
+            else:
+                bar.setRange(0, max(1, int(event.get("total") or 1)))
+                bar.value = int(event.get("done") or 0)
+            if event.get("epochs"):
+                self._status(training.describe_step(event))
         elif kind in ("message", "error"):
             self._log(str(event.get("text") or event.get("message") or ""))
         elif kind == "epoch":

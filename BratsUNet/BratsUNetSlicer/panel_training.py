@@ -53,3 +53,6 @@ class TrainingSection:
         self.ui.trainButton.enabled = not running or runningKind == "train"
         self.ui.resumeButton.enabled = not running
         self.ui.fineTuneCorrectedButton.enabled = not running and parameters.outputSegmentation is not None
+        # A model is fine-tuned with its own network (BratsUNetSlicer.training.fine_tuning_config_of): the network
+        # choice is for training from scratch only.
+        self.ui.networkSizeLabel.visible = self.ui.networkSizeComboBox.visible = not parameters.fineTune

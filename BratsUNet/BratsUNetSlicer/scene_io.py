@@ -63,10 +63,11 @@ def scalar_volumes(scene: Any) -> list[Any]:
 
 
 def guess_inputs(scene: Any) -> dict[str, Any]:
-    """The four input volumes of one case chosen by node name.
+    """The four input volumes of one case chosen by node name: the case the user is looking at.
 
-    Volumes are grouped by case prefix; the group with the most modalities wins, and among equals the case
-    loaded last (the one the user most likely just opened). Modalities not found are left out.
+    Volumes are grouped by case prefix. The case of the active volume (the one Slicer shows, e.g. the volume
+    just loaded) wins when all four of its modalities are there; otherwise the group with the most modalities,
+    and among equals the case loaded last. Modalities not found are left out.
     """
     cases: dict[str, dict[str, Any]] = {}
     for node in scalar_volumes(scene):
@@ -75,8 +76,21 @@ def guess_inputs(scene: Any) -> dict[str, Any]:
             cases.setdefault(prefix.lower(), {})[modality] = node
     if not cases:
         return {}
+    active = active_volume(scene)
+    if active is not None:
+        prefix, modality = split_name(active.GetName())
+        shown = cases.get(prefix.lower()) if modality in MODALITIES else None
+        if shown is not None and len(shown) == len(MODALITIES):
+            return dict(shown)
     best = max(reversed(list(cases.values())), key=len)
     return dict(best)
+
+
+def active_volume(scene: Any) -> Any:
+    """The volume Slicer shows (its selection node's active volume), or None."""
+    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    volume_id = selection.GetActiveVolumeID() if selection is not None else None
+    return scene.GetNodeByID(volume_id) if volume_id else None
 
 
 # What a user calls the node classes a selector or a script may hand over by mistake (most specific first).

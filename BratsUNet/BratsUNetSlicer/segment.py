@@ -32,6 +32,7 @@ TABLE_ROLE = "BratsUNetVolumes"
 # Node reference roles of a result's input volumes ("BratsUNetInputflair"...) and the attribute naming its model.
 INPUT_ROLE = "BratsUNetInput"
 MODEL_ATTRIBUTE = "BratsUNet.Model"
+MODEL_CONFIG_ATTRIBUTE = "BratsUNet.ModelConfig"  # the config an original 3DUnetCNN checkpoint came with
 # Set on a result the user corrected and added to the training cases: it is a reference label from then on.
 TRAINING_LABEL_ATTRIBUTE = "BratsUNet.TrainingLabel"
 # The digest of the segments BratsUNet wrote into a result: another digest now means the user edited it.
@@ -63,11 +64,25 @@ def check_inputs(inputs: dict[str, Any], channels: list[str]) -> None:
     for name in channels:
         scene_io.check_volume(inputs.get(name), scene_io.MODALITY_TITLES[name])
     reference = inputs[channels[0]]
+    reference_case = _case_id(reference)
     for name in channels[1:]:
+        other_case = _case_id(inputs[name])
+        if reference_case and other_case and other_case != reference_case:
+            raise ImageError(f"The {scene_io.MODALITY_TITLES[name]} input '{inputs[name].GetName()}' is named as "
+                             f"another case than the {scene_io.MODALITY_TITLES[channels[0]]} input "
+                             f"'{reference.GetName()}'; choose the four volumes of one case (or rename the volume if "
+                             "it belongs to this one).")
         if not scene_io.boxes_overlap(scene_io.ras_bounds(inputs[name]), scene_io.ras_bounds(reference)):
             raise ImageError(f"The {scene_io.MODALITY_TITLES[name]} input '{inputs[name].GetName()}' does not overlap "
                              f"the {scene_io.MODALITY_TITLES[channels[0]]} input '{reference.GetName()}' in space; "
                              "check that the volumes belong to the same case.")
+
+
+def _case_id(volume: Any) -> str | None:
+    """The case a volume is named after (``BraTS20_Training_001`` of ``BraTS20_Training_001_t1``), lower case, when
+    its name has a modality suffix and a case number; None otherwise (e.g. "registered_t1": any case)."""
+    prefix, role = scene_io.split_name(volume.GetName())
+    return prefix.lower() if role in scene_io.MODALITIES and any(c.isdigit() for c in prefix) else None
 
 
 def check_output(segmentation: Any) -> None:
@@ -143,7 +158,7 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
                     transaction.keep(target.GetNodeReference(f"{results.PROBABILITY_ROLE}{region}"))
             _import(job, reference, regions, options, target, target_table, labels_path, probabilities_path)
             node = job.result["segmentation"]
-            _record_origin(node, inputs, model)
+            _record_origin(node, inputs, model, config)
             node.SetAttribute(DIGEST_ATTRIBUTE, segmentation_digest(node))
             if segmentation is not None and target is None:
                 job.result["note"] = (f"'{segmentation.GetName()}' was edited since BratsUNet filled it, so it "
@@ -174,7 +189,7 @@ def _import(job: Job, reference: Any, regions: list[str], options: SegmentationO
     job.result["table"] = table
 
 
-def _record_origin(segmentation: Any, inputs: dict[str, Any], model: str) -> None:
+def _record_origin(segmentation: Any, inputs: dict[str, Any], model: str, config: str = "") -> None:
     """Keep with the result the volumes it was made from and the model that made it (saved with the scene)."""
     for modality in scene_io.MODALITIES:
         node = inputs.get(modality)
@@ -182,3 +197,7 @@ def _record_origin(segmentation: Any, inputs: dict[str, Any], model: str) -> Non
     # A catalogue model's name stands for the checkpoint the worker downloaded: the file is what fine-tuning needs.
     model_file = downloaded_checkpoint(model) if is_model_name(model) else None
     segmentation.SetAttribute(MODEL_ATTRIBUTE, str(model_file or Path(model).resolve()))
+    if config:
+        segmentation.SetAttribute(MODEL_CONFIG_ATTRIBUTE, str(Path(config).resolve()))
+    else:
+        segmentation.RemoveAttribute(MODEL_CONFIG_ATTRIBUTE)

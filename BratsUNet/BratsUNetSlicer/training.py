@@ -24,12 +24,14 @@ from slicer.i18n import tr as _
 
 from BratsUNetLib.cli.command_line import command_argv
 from BratsUNetLib.config.brats import brats_training_config
+from BratsUNetLib.config.fine_tuning import fine_tuning_config
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.fileio import check_output_path, write_text_atomic
+from BratsUNetLib.models.catalogue import is_model_name
 from BratsUNetLib.training.files import BEST_FILENAME, LOG_FILENAME, MODEL_FILENAME
 from BratsUNetSlicer import cases, dependencies, results, scene_io, segment
 from BratsUNetSlicer.jobs import start_job
-from BratsUNetSlicer.models import ModelRegistry
+from BratsUNetSlicer.models import ModelRegistry, downloaded_checkpoint
 from BratsUNetSlicer.transaction import SceneTransaction
 from BratsUNetSlicer.worker import Job, WorkerClient
 
@@ -105,6 +107,14 @@ def describe_epoch(event: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def describe_step(event: dict[str, Any]) -> str:
+    """The status line while a training step runs: ``epoch 2 of 5, step 3 of 10, loss 0.4321``."""
+    text = (f"epoch {event.get('epoch')} of {event.get('epochs')}, step {event.get('done')} of "
+            f"{event.get('total')}")
+    loss = event.get("loss")
+    return text + (f", loss {loss:.4f}" if isinstance(loss, (int, float)) else "")
+
+
 def logged_epochs(log_path: Path) -> list[dict[str, Any]]:
     """The rows of a run's ``training_log.csv`` as ``epoch`` events (to show a resumed run's history)."""
     # Imported on use: the labels bring numpy and scipy, which the panel may still have to install.
@@ -125,13 +135,16 @@ def fresh_folder(folder: str | Path, stem: str) -> Path:
 
 
 def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | Path, settings: TrainingOptions,
-          *, resume: bool = False, pretrained: str = "", table: Any = None,
+          *, resume: bool = False, pretrained: str = "", pretrained_config: str = "", table: Any = None,
           on_event: Callable[[dict], None] | None = None, registry: ModelRegistry | None = None,
           transaction: SceneTransaction | None = None) -> Job:
     """Start training on the usable cases of ``found``; the last ``validation_cases`` of them validate.
 
     ``resume`` continues the run in ``folder``; otherwise ``folder`` must not hold a run yet. ``pretrained``
-    fine-tunes from that checkpoint. ``table`` (made when None, once the checks passed) gets one row per epoch
+    fine-tunes that model (a checkpoint, an original 3DUnetCNN checkpoint with ``pretrained_config``, or a
+    downloaded catalogue model) with its own network, preprocessing and labels (:func:`fine_tuning_config`);
+    ``settings``' network and patch size then apply only to a model that sees whole volumes (its patch size).
+    The new model is written in ``folder``, never over the old one. ``table`` (made when None, once the checks passed) gets one row per epoch
     (a resumed run's earlier epochs first) and a chart: ``job.result["table"]``, ``job.result["chart"]``. When
     the job ends (success or cancel) the newest model is registered in ``registry`` and put in
     ``job.result["model"]``. The scene changes (the table and chart, and their rows) are a
@@ -167,7 +180,12 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
                 cases.check_case(case)
             entries = [cases.export_case(case, folder / "cases") for case in usable]
         split = len(entries) - settings.validation_cases
-        config = training_config(settings, entries[:split], entries[split:])
+        if pretrained:
+            pretrained = resolved_model(pretrained)
+            config = fine_tuning_config_of(pretrained, pretrained_config, settings, entries[:split],
+                                           entries[split:], registry)
+        else:
+            config = training_config(settings, entries[:split], entries[split:])
     write_text_atomic(config_path, json.dumps(config, indent=2))
     argv = command_argv("train", config_filename=str(config_path), output_dir=str(folder), seed=settings.seed,
                         device=settings.device,
@@ -200,6 +218,36 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
     return job
 
 
+def resolved_model(model: str) -> str:
+    """The checkpoint file of ``model``: a file as it is, a catalogue model's downloaded checkpoint."""
+    if Path(model).is_file() or not is_model_name(model):
+        return str(model)
+    checkpoint = downloaded_checkpoint(model)
+    if checkpoint is None:
+        raise BratsUNetError(_("'{name}' is not downloaded yet: segment a case with it first (Apply downloads it), "
+                               "then fine-tune it.").format(name=model))
+    return str(checkpoint)
+
+
+def fine_tuning_config_of(model: str, model_config: str, settings: TrainingOptions, training_files: list[dict],
+                          validation_files: list[dict], registry: ModelRegistry | None) -> dict:
+    """The config that fine-tunes ``model`` on the exported cases, their images put in the model's channel order."""
+    description = (registry or ModelRegistry()).describe(model, model_config)
+    channels = list(description.get("channels") or scene_io.MODALITIES)
+    unknown = [name for name in channels if name not in scene_io.MODALITIES]
+    if unknown:
+        raise BratsUNetError(_("The model '{model}' takes inputs the panel does not have ({names}); fine-tune it "
+                               "with the command line.").format(model=model, names=", ".join(unknown)))
+
+    def ordered(entry: dict) -> dict:  # exported in the panel's order (FLAIR, T1, T1ce, T2)
+        return {**entry, "image": [entry["image"][scene_io.MODALITIES.index(name)] for name in channels]}
+
+    return fine_tuning_config(description["config"], [ordered(e) for e in training_files],
+                              [ordered(e) for e in validation_files], epochs=settings.epochs,
+                              learning_rate=settings.learning_rate, batch_size=settings.batch_size,
+                              patch_size=settings.patch_size)
+
+
 def options_of(parameters: Any) -> TrainingOptions:
     """The training settings of the panel's parameter node (a ``BratsUNetParameterNode``)."""
     return TrainingOptions(
@@ -208,19 +256,22 @@ def options_of(parameters: Any) -> TrainingOptions:
         network=parameters.networkSize, seed=parameters.seed, device=dependencies.device_argument(parameters.device))
 
 
-def check_fine_tuning(segmentation: Any, folder: str | Path) -> str | None:
-    """The model that made ``segmentation`` (a BratsUNet result the user corrected), checked before a fine-tuning
-    round: a folder is chosen, the node is a segmentation and its model is still there. None when it names none
+def check_fine_tuning(segmentation: Any, folder: str | Path) -> tuple[str | None, str]:
+    """The model that made ``segmentation`` (a BratsUNet result the user corrected) and the config it came with
+    (empty but for an original 3DUnetCNN checkpoint), checked before a fine-tuning round: a folder is chosen, the
+    node is a segmentation and its model is still there. The model is None when the node names none
     (:func:`fine_tuning_round` then refuses it as a segmentation BratsUNet did not make)."""
     if not folder:
         raise BratsUNetError(_("Choose a folder for the training run (checkpoints and log are written there)."))
     scene_io.check_node_kind(segmentation, "vtkMRMLSegmentationNode", _("corrected segmentation"),
                              _("a segmentation"), _("choose the BratsUNet result you corrected"))
     model = segmentation.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentation is not None else None
-    if model and not Path(model).is_file():
-        raise BratsUNetError(_("The model that made '{name}' ({model}) is not there any more; put it back to "
-                               "fine-tune it.").format(name=segmentation.GetName(), model=model))
-    return model
+    config = (segmentation.GetAttribute(segment.MODEL_CONFIG_ATTRIBUTE) if segmentation is not None else None) or ""
+    for path in (model, config):
+        if path and not Path(path).is_file():
+            raise BratsUNetError(_("The model that made '{name}' ({model}) is not there any more; put it back to "
+                                   "fine-tune it.").format(name=segmentation.GetName(), model=path))
+    return model, config
 
 
 def fine_tuning_round(segmentation: Any, folder: str | Path, settings: TrainingOptions | None,

@@ -483,10 +483,15 @@ def model_card(description: Mapping) -> str:
         lines.append(f"Labels: {dataset['labels']}" + (" as nested regions" if dataset.get("setup_label_hierarchy")
                                                        else ""))
     lines.append(f"Preprocessing: {_preprocessing_summary(dataset)}")
-    training = description.get("training") or {}
+    training = dict(description.get("training") or {})
+    parent, tuned_on = training.pop("fine_tuned_from", None), training.pop("fine_tuned_on", None)
     if training:
         lines.append("Training: " + ", ".join(f"{key.replace('_', ' ')} {_brief(value)}"
                                               for key, value in training.items()))
+    if parent:  # the lineage of a fine-tuned model (BratsUNetLib.training.state)
+        lines.append(f"Fine-tuned from: {parent}")
+        if tuned_on:
+            lines.append("Fine-tuned on: " + ", ".join(str(name) for name in tuned_on))
     else:
         lines.append("Training: no summary (original 3DUnetCNN checkpoint)" if description.get("format")
                      == ORIGINAL_FORMAT else "Training: no summary")

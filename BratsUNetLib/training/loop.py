@@ -124,7 +124,7 @@ def _loop(run: TrainingRun, cancel: CancelToken) -> TrainingResult:
             reporter.message(stop_reason)
             break
         epoch_start = time.monotonic()
-        loss = _train_epoch(run, epoch, cancel)
+        loss = _train_epoch(run, epoch, cancel, RunClock(started, first, n_epochs))
         if loss is None or distributed.any_across(cancel.cancelled, context):
             run.mark_interrupted()
             raise Cancelled(_stopped_message(run))
@@ -156,14 +156,31 @@ def _over_budget(run: TrainingRun, started: float, epochs_done: int) -> str | No
     return f"Stopped after epoch {run.last_epoch}: the time budget of {budget / 60:g} minutes is reached."
 
 
-def _train_epoch(run: TrainingRun, epoch: int, cancel: CancelToken) -> float | None:
+@dataclass(frozen=True)
+class RunClock:
+    """Where a run's progress is measured from: its start (time.monotonic()), its first epoch (after a resume, the
+    one after the last completed) and its last."""
+
+    started: float
+    first_epoch: int
+    n_epochs: int
+
+    def progress(self, epoch: int, step: int, steps: int) -> tuple[float, float | None]:
+        """``(fraction, seconds_left)`` of the whole run at ``step`` of ``steps`` in ``epoch``."""
+        fraction = ((epoch - 1) * steps + step) / (self.n_epochs * steps)
+        done_here = fraction - (self.first_epoch - 1) / self.n_epochs  # of this process's share of the run
+        left = (time.monotonic() - self.started) / done_here * (1.0 - fraction) if done_here > 0 else None
+        return fraction, left
+
+
+def _train_epoch(run: TrainingRun, epoch: int, cancel: CancelToken, clock: RunClock) -> float | None:
     """One epoch of optimisation; the sample-weighted mean loss over all ranks, or None when cancelled."""
     network, device, scaler = run.network, run.context.device, run.scaler
     network.train()
     passes = int(run.options["training_iterations_per_epoch"])
     total_steps = len(run.loader) * passes
     task = f"epoch {epoch}"
-    run.reporter.start(task, total_steps)
+    run.reporter.start(task, total_steps, epoch=epoch, epochs=clock.n_epochs)
     loss_sum, samples, step = 0.0, 0, 0
     for iteration in range(1, passes + 1):
         run.sampler.set_epoch(epoch, iteration)
@@ -191,7 +208,9 @@ def _train_epoch(run: TrainingRun, epoch: int, cancel: CancelToken) -> float | N
             run.timing["data_wait_seconds"] += computing - waited
             run.timing["step_seconds"] += done - waited
             waited = done
-            run.reporter.advance(task, step, total_steps, loss=loss_sum / samples)
+            fraction, seconds_left = clock.progress(epoch, step, total_steps)
+            run.reporter.advance(task, step, total_steps, fraction=fraction, seconds_left=seconds_left,
+                                 epoch=epoch, epochs=clock.n_epochs, loss=loss_sum / samples)
             if distributed.any_across(cancel.cancelled, run.context):
                 return None
     return distributed.mean_across(loss_sum / max(samples, 1), samples, run.context)

@@ -49,6 +49,11 @@ from BratsUNetLib.training.setup import (build_inferer, build_loss, build_optimi
 
 
 
+# The training summary's record of where a fine-tuned model comes from, kept when its run is resumed.
+LINEAGE_KEYS = ("fine_tuned_from", "fine_tuned_on")
+LINEAGE_CASES = 20  # case names listed at most (a summary, not the config)
+
+
 def draw_seed() -> int:
     """A fresh seed for runs started without ``--seed`` (recorded in the checkpoints so resuming is exact)."""
     return random.SystemRandom().randrange(2**31)
@@ -70,6 +75,8 @@ class TrainingRun:
             self.options["batch_size"] = int(settings.batch_size)
         self.model_path = work_dir / MODEL_FILENAME
         self.last_epoch = 0
+        # A fine-tuned model's parent and the cases it was fine-tuned on (its model card shows them).
+        self.lineage: dict[str, Any] = {}
         # The run's first step includes starting the data-loading workers; it is also kept apart.
         self.timing = {"steps": 0, "data_wait_seconds": 0.0, "step_seconds": 0.0, "first_data_wait_seconds": 0.0,
                        "first_step_seconds": 0.0}
@@ -174,11 +181,23 @@ class TrainingRun:
         network = build_network(self.config["model"])
         if resume is not None:
             load_weights(network, resume["state_dict"], source=str(self.model_path))
+            self.lineage = {key: value for key, value in (resume.get("training") or {}).items()
+                            if key in LINEAGE_KEYS}
         elif self.settings.pretrained_model or self.model_path.exists():
             # As in the original, a model.pth already in the work folder (without a log) is the starting point.
             path = Path(self.settings.pretrained_model or self.model_path).expanduser()
-            load_weights(network, load_checkpoint(path)["state_dict"], source=str(path))
+            parent = load_checkpoint(path)
+            load_weights(network, parent["state_dict"], source=str(path))
             self.reporter.message(f"Starting from the weights of '{path}' (fine-tuning).")
+            parent_channels = parent.get("channels")
+            if not self.settings.channels and isinstance(parent_channels, list) and \
+                    len(parent_channels) == len(self.channels):
+                # The parent's input order: the config lists each case's images in it (fine-tuning keeps it).
+                self.channels = [str(name) for name in parent_channels]
+            names = sorted({case.id for case in self.cases})
+            self.lineage = {"fine_tuned_from": str(path.resolve()),
+                            "fine_tuned_on": names[:LINEAGE_CASES] + (
+                                [f"... {len(names) - LINEAGE_CASES} more"] if len(names) > LINEAGE_CASES else [])}
         network.to(device)
         self.loss = build_loss(self.config).to(device)
         self.optimizer = build_optimizer(self.config, network.parameters())
@@ -284,7 +303,7 @@ class TrainingRun:
         """The training summary stored in checkpoints (the model card of the Slicer module shows it)."""
         summary = {"cases": len(self.cases), "validation_cases": len(self.validation_cases),
                    "epochs": self.last_epoch, "monitor": self.monitor, "seed": self.seed,
-                   "date": datetime.date.today().isoformat()}
+                   "date": datetime.date.today().isoformat(), **self.lineage}
         best = self.log.best_row(self.monitor)
         if best is not None:
             summary.update({"best_epoch": best["epoch"], f"best_{self.monitor}": best[self.monitor]})

@@ -148,7 +148,26 @@ def test_what_cannot_be_a_training_case_is_refused_and_left_unchanged(scene, log
     assert cases.discover_cases(scene)[0].label is None  # still a prediction
     assert not any(tmp_path.iterdir())  # nothing written
 
-    node.GetSegmentation().RemoveSegment("Segment_1")
-    scene_io.load_volume(phantom_cases[CASE_ID]["seg"], f"{CASE_ID}_seg", labelmap=True)  # a reference already
-    with pytest.raises(BratsUNetError, match="two labels"):
-        logic.addCorrectedCase(node)
+    scene_io.load_volume(phantom_cases[CASE_ID]["seg"], f"{CASE_ID}_seg", labelmap=True)
+    scene_io.load_volume(phantom_cases[CASE_ID]["seg"], f"{CASE_ID}_Seg", labelmap=True)
+    assert "two labels" in cases.describe_cases(cases.discover_cases(scene))  # which one is meant is unknown
+
+
+def test_a_case_loaded_with_its_seg_is_fine_tuned_on_its_correction(scene, logic, phantom_cases, small_model,
+                                                                     tmp_path):
+    """A case loaded with its reference (``<case>_seg``), segmented, corrected and fine-tuned on: the correction
+    is the case's label from then on (the panel says so), no "two labels"."""
+    volumes = _load(scene, phantom_cases)
+    reference = scene_io.load_volume(phantom_cases[CASE_ID]["seg"], f"{CASE_ID}_seg", labelmap=True)
+    node = logic.segment(*(volumes[m] for m in scene_io.MODALITIES), model=str(small_model), device="cpu",
+                         wait=True)
+    expected = _correct(node, volumes["flair"])
+    model = logic.fineTuneOnCorrectedCase(node, str(tmp_path), SETTINGS, wait=True)
+    assert load_checkpoint(model)["epoch"] == 1
+    (case,) = cases.discover_cases(scene)
+    assert case.label is node and case.usable
+    assert case.notes == [f"label {node.GetName()} (the corrected result), not {reference.GetName()}"]
+    assert "(the corrected result), not BraTS20_Training_001_seg" in cases.describe_cases([case])
+    run = json.loads(next(tmp_path.glob(f"*/{training.CONFIG_NAME}.json")).read_text())
+    written = scene_io.read_volume(run["training_filenames"][0]["label"], labelmap=True)  # the correction, trained on
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(written), expected)

@@ -184,3 +184,33 @@ def test_inputs_are_filled_from_node_names_of_the_most_complete_case(module, sce
     parameters.t1 = chosen
     logic.guessInputs(parameters)
     assert parameters.t1 is chosen  # a choice the user made is kept
+
+
+def test_inputs_follow_the_case_the_user_is_looking_at_and_keep_their_own_choices(module, scene):
+    import numpy as np
+    import slicer
+
+    def case(name):
+        return {m: slicer.util.addVolumeFromArray(np.ones((4, 4, 4), np.int16), name=f"{name}_{m}")
+                for m in ("flair", "t1", "t1ce", "t2")}
+
+    first = case("BraTS20_Training_001")
+    logic = module.BratsUNetLogic()
+    parameters = logic.getParameters()
+    logic.guessInputs(parameters)
+    assert parameters.inputs == first
+    second = case("BraTS20_Training_002")  # a new case loaded: all four follow it
+    logic.guessInputs(parameters)
+    assert parameters.inputs == second
+    # Shown in the views again (Slicer's active volume): the first case.
+    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    selection.SetActiveVolumeID(first["t2"].GetID())
+    logic.guessInputs(parameters)
+    assert parameters.inputs == first
+    # A volume the user chose is theirs: the others follow the next case, it stays.
+    own = slicer.util.addVolumeFromArray(np.ones((4, 4, 4), np.int16), name="registered T1")
+    parameters.t1 = own
+    selection.SetActiveVolumeID(None)
+    third = case("BraTS20_Training_003")
+    logic.guessInputs(parameters)
+    assert parameters.inputs == {**third, "t1": own}

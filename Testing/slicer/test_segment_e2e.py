@@ -210,3 +210,16 @@ def test_an_original_3dunetcnn_checkpoint_segments_with_its_config(scene, logic,
                                   _segmentation_as_file(own, reference, tmp_path / "b.nii").dataobj)
     assert "original 3DUnetCNN checkpoint" in logic.models.card(bare, config)
     assert logic.models.get(bare).config == str(config)
+
+
+def test_volumes_of_two_cases_are_refused_naming_the_odd_one(scene, logic, phantom_cases, small_model):
+    volumes = _load_case(phantom_cases["BraTS20_Training_001"], "BraTS20_Training_001")
+    other = scene_io.load_volume(phantom_cases["BraTS20_Training_002"]["t1"], "BraTS20_Training_002_t1")
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(BratsUNetError, match="The T1 input 'BraTS20_Training_002_t1' is named as another case than "
+                                             "the FLAIR input 'BraTS20_Training_001_flair'"):
+        logic.segment(**{**volumes, "t1": other}, model=str(small_model), device="cpu", wait=True)
+    assert scene.GetNumberOfNodes() == count  # nothing made
+    # A volume named without a case number (a registered copy, say) may be any case's.
+    other.SetName("registered_t1")
+    assert logic.segment(**{**volumes, "t1": other}, model=str(small_model), device="cpu", wait=True) is not None

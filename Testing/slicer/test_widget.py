@@ -87,6 +87,16 @@ def test_values_travel_between_the_panel_and_the_parameter_node(widget):
     assert ui.epochsSpinBox.value == 12
 
 
+def test_the_network_choice_is_hidden_while_fine_tuning(widget):
+    """A model is fine-tuned with its own network: the panel's network choice is for training from scratch."""
+    panel, ui = widget
+    panel.enter()
+    panel.parameters.fineTune = True
+    assert ui.networkSizeComboBox.visible is False and ui.networkSizeLabel.visible is False
+    panel.parameters.fineTune = False
+    assert ui.networkSizeComboBox.visible is True and ui.networkSizeLabel.visible is True
+
+
 def test_with_no_inputs_apply_is_off_and_the_training_list_says_what_to_load(widget):
     panel, ui = widget
     panel.enter()
@@ -103,3 +113,16 @@ def test_progress_events_and_closing_the_scene_leave_the_panel_usable(widget):
     panel.onSceneStartClose(None, None)
     panel.enter()  # a new scene: a new parameter node, wired again
     assert panel.parameters is not None
+
+
+def test_progress_shows_the_whole_run_in_percent_with_the_time_left(widget):
+    panel, ui = widget
+    panel.results.kind = "train"
+    panel.results.onJobEvent({"event": "progress", "task": "epoch 2", "done": 3, "total": 10, "fraction": 0.65,
+                              "seconds_left": 180.0, "epoch": 2, "epochs": 3, "loss": 0.25})
+    assert ui.trainingProgressBar.value == 650 and ui.trainingProgressBar.format == "%p%, about 3 min left"
+    assert ui.trainingStatusLabel.text == "epoch 2 of 3, step 3 of 10, loss 0.2500"
+    panel.results.kind = "segment"
+    panel.results.onJobEvent({"event": "progress", "task": "segment", "done": 1, "total": 8, "fraction": 0.125,
+                              "seconds_left": 20.4})
+    assert ui.progressBar.value == 125 and ui.progressBar.format == "%p%, 20 s left"

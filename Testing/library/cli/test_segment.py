@@ -193,3 +193,16 @@ def test_the_strategies_offered_are_the_ones_inference_knows():
     from BratsUNetLib.inference.options import NATIVE_STRATEGIES
 
     assert segment.NATIVE_STRATEGIES == NATIVE_STRATEGIES  # spelled out in the command so that --help stays instant
+
+
+def test_segmentation_progress_has_a_growing_fraction_and_the_time_left(tmp_path, model, phantom, capsys):
+    paths = write_case(tmp_path, phantom, other_grids=False)
+    code = main(["segment", "--model", str(model), *channel_args(paths), "--output", str(tmp_path / "labels.nii.gz"),
+                 "--tta", "--progress", "json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    steps = [json.loads(line) for line in captured.out.splitlines()]
+    steps = [e for e in steps if e["event"] == "progress" and e["task"] == "segment"]
+    fractions = [e["fraction"] for e in steps]
+    assert len(steps) == 8 and fractions == sorted(set(fractions)) and fractions[-1] == 1.0  # 8 mirrored passes
+    assert all(e["seconds_left"] >= 0 for e in steps) and steps[-1]["seconds_left"] == 0

@@ -149,6 +149,12 @@ def test_short_run_lowers_the_loss_and_writes_every_output(cohort, tmp_path):
     assert set(epochs[0]["dice"]) == {"WT", "TC", "ET"} and epochs[-1]["eta_seconds"] == 0
     steps = [e for e in events if e["event"] == "progress" and e["task"] == "epoch 1"]
     assert [e["done"] for e in steps] == [1, 2] and all("loss" in e for e in steps)
+    # One measure of the whole run: its fraction only grows, to 1 at the last step, with the time left beside it.
+    run = [e for e in events if e["event"] == "progress" and e["task"].startswith("epoch")]
+    fractions = [e["fraction"] for e in run]
+    assert len(run) == 12 and fractions == sorted(fractions) and fractions[0] > 0 and fractions[-1] == 1.0
+    assert fractions[1] == pytest.approx(2 / 12, abs=1e-6) and {e["epochs"] for e in run} == {6}
+    assert all(e["seconds_left"] >= 0 for e in run) and run[-1]["seconds_left"] == 0
     assert events[-1] == {"event": "result", "work_dir": str(tmp_path), "model": str(tmp_path / "model.pth"),
                           "best_model": str(tmp_path / "model_best.pth"), "epochs": 6}
 

@@ -24,7 +24,7 @@ from BratsUNetSlicer.panel_results import ResultsSection
 from BratsUNetSlicer.panel_training import TrainingSection
 from BratsUNetSlicer.parameters import BratsUNetParameterNode, wrap
 from BratsUNetSlicer.transaction import SceneTransaction
-from BratsUNetSlicer.worker import Job, WorkerClient
+from BratsUNetSlicer.worker import Job, close_shared_workers, shared_worker
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
@@ -111,7 +111,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.results is not None:
             self.results.stop()
         if self.logic is not None:
-            self.logic.worker.close()
+            close_shared_workers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -176,9 +176,9 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateButtons(self) -> None:
         """Each section's buttons follow the parameter node and the running job."""
-        parameters, running, kind = self.parameters, self.results.running, self.results.kind
-        self.inputs.updateButtons(parameters, running, kind)
-        self.training.updateButtons(parameters, running, kind)
+        parameters, running = self.parameters, self.results.runningKinds
+        self.inputs.updateButtons(parameters, running)
+        self.training.updateButtons(parameters, running)
 
 
 class BratsUNetLogic(ScriptedLoadableModuleLogic):
@@ -191,7 +191,10 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self, workerCommand: list[str] | None = None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.worker = WorkerClient(workerCommand)
+        # Segmentations and trainings run in workers of their own, shared by every logic of this Slicer process:
+        # Apply works while a model trains, and cancelling one leaves the other running.
+        self.worker = shared_worker("segment", workerCommand)
+        self.trainingWorker = shared_worker("train", workerCommand)
         self.models = ModelRegistry()
         self._transaction: SceneTransaction | None = None  # set while a fine-tuning round starts its training
 
@@ -235,7 +238,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
             raise BratsUNetError(_("No model chosen; give the path of a checkpoint (.pth)."))
         inputs = {"flair": flair, "t1": t1, "t1ce": t1ce, "t2": t2}
         scene_io.check_node_roles(inputs, outputSegmentation=outputSegmentation, volumesTable=volumesTable)
-        self._requireIdle()
+        self._requireIdle(self.worker)
         self._requireDependencies()
         description = self.models.describe(model, config)
         self.models.add(model, config)
@@ -273,10 +276,10 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         ``table`` and ``chart`` at once, ``model`` when it ends).
         """
         scene_io.check_node_roles({}, trainingTable=table)
-        self._requireIdle()
+        self._requireIdle(self.trainingWorker)
         self._requireDependencies()
         found = [] if resume else cases.discover_cases(slicer.mrmlScene)
-        job = training.start(self.worker, found, folder, settings or training.TrainingOptions(), resume=resume,
+        job = training.start(self.trainingWorker, found, folder, settings or training.TrainingOptions(), resume=resume,
                              pretrained=pretrainedModel, pretrained_config=pretrainedConfig, table=table, on_event=onEvent, registry=self.models,
                              transaction=self._transaction)
         return self.waitFor(job)["model"] if wait else job
@@ -310,7 +313,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         """
         model, config = training.check_fine_tuning(segmentationNode, folder)
         scene_io.check_node_roles({}, trainingTable=table)
-        self._requireIdle()
+        self._requireIdle(self.trainingWorker)
         # One transaction for the whole round: a failed or cancelled run also takes back "added as a case".
         transaction = self._transaction or SceneTransaction(slicer.mrmlScene)
         with transaction.recording(), self._within(transaction):
@@ -358,10 +361,12 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         if not dependencies.install(slicer.util.confirmOkCancelDisplay):  # raises BratsUNetError when it fails
             raise BratsUNetError(_("BratsUNet needs PyTorch and MONAI; install them from the module panel."))
 
-    def _requireIdle(self) -> None:
-        """One job at a time: refuse before anything is checked, exported or added."""
-        if self.worker.busy:
-            raise BratsUNetError(_("BratsUNet is already running a job; wait for it to finish or cancel it."))
+    def _requireIdle(self, worker) -> None:
+        """One segmentation and one training at a time: refuse before anything is checked, exported or added."""
+        if worker.busy:
+            what = _("a training") if worker is self.trainingWorker else _("a segmentation")
+            raise BratsUNetError(_("BratsUNet is already running a job ({what}); wait for it to finish or cancel "
+                                   "it.").format(what=what))
 
     @contextlib.contextmanager
     def _within(self, transaction: SceneTransaction):

@@ -41,14 +41,15 @@ class InputsSection:
     def onApplyButton(self) -> None:
         panel = self.panel
         panel.results.startOrCancel("segment", _("Segmentation could not start."),
-                                    lambda: panel.logic.segmentWithParameters(panel.parameters,
-                                                                              onEvent=panel.results.onJobEvent))
+                                    lambda onEvent: panel.logic.segmentWithParameters(panel.parameters,
+                                                                                      onEvent=onEvent))
 
-    def updateButtons(self, parameters: Any, running: bool, runningKind: str) -> None:
-        """Apply segments when the four inputs and a model are chosen, and cancels a running segmentation."""
+    def updateButtons(self, parameters: Any, running: set[str]) -> None:
+        """Apply segments when the four inputs and a model are chosen (also while a model trains), and cancels a
+        running segmentation."""
         ready = all(parameters.inputs.values()) and bool(parameters.modelPath)
-        segmenting = running and runningKind == "segment"
+        segmenting = "segment" in running
         self.ui.applyButton.text = _("Cancel") if segmenting else _("Apply")
-        self.ui.applyButton.enabled = (ready and not running) or segmenting
+        self.ui.applyButton.enabled = ready or segmenting
         self.ui.applyButton.toolTip = (_("Segment the tumour") if ready
                                        else _("Select the four input volumes and a model"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -11,6 +12,8 @@ from BratsUNetSlicer import dependencies
 from slicer.i18n import tr as _
 
 from BratsUNetLib.errors import BratsUNetError
+
+log = logging.getLogger(__name__)
 
 SETTINGS_KEY = "BratsUNet/Models"  # qt.QSettings entry: "path|config" of each model the user added
 
@@ -41,10 +44,17 @@ class ModelSection:
         except BratsUNetError as exc:  # a broken $BRATSUNET_MODEL_CATALOGUE must not take the panel with it
             slicer.util.showStatusMessage(str(exc), 10000)
         saved = qt.QSettings().value(SETTINGS_KEY, []) or []
+        gone = []
         for item in [saved] if isinstance(saved, str) else saved:  # QSettings gives a str for a single item
             path, _sep, config = str(item).partition("|")
             if os.path.isfile(path):
                 self.models.add(path, config)
+            else:
+                gone.append(path)
+        if gone:  # moved or deleted since the last session: said once, then forgotten (refresh saves the list)
+            note = _("Models not found any more were taken off the list: {paths}").format(paths=", ".join(gone))
+            slicer.util.showStatusMessage(note, 10000)
+            log.info("BratsUNet: %s", note)
         self.refresh()
 
     def refresh(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import qt
 import slicer
-from BratsUNetSlicer import training
+from BratsUNetSlicer import results, training
 from BratsUNetSlicer.worker import Job
 from slicer.i18n import tr as _
 
@@ -30,43 +30,54 @@ def time_left(seconds: Any) -> str:
 
 
 class ResultsSection:
-    """One job at a time, started by a section's button: polls it with a ``qt.QTimer`` (the GUI thread never
-    waits), shows its events, and on success points the parameter node at its outputs.
+    """The running jobs, one segmentation and one training at a time (they run side by side, in workers of their
+    own): polls them with a ``qt.QTimer`` (the GUI thread never waits), shows each one's events in its section's
+    bar and status, and on success points the parameter node at its outputs.
 
     ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``models``, ``dependencies``,
     ``updateButtons``).
     """
 
+    KINDS = ("segment", "train")
+
     def __init__(self, panel: Any) -> None:
         self.panel = panel
         self.ui = panel.ui
-        self.job: Job | None = None
-        self.kind = ""  # "segment" or "train": which section's bar, status and button follow the job
+        self.jobs: dict[str, Job] = {}  # kind -> its latest job
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MSEC)
         self.timer.connect("timeout()", self.onPollJob)
 
+    def isRunning(self, kind: str) -> bool:
+        job = self.jobs.get(kind)
+        return job is not None and not job.finished
+
     @property
-    def running(self) -> bool:
-        return self.job is not None and not self.job.finished
+    def runningKinds(self) -> set[str]:
+        return {kind for kind in self.KINDS if self.isRunning(kind)}
 
     def stop(self) -> None:
         self.timer.stop()
 
-    def startOrCancel(self, kind: str, failure: str, start: Callable[[], Job]) -> None:
-        """A job button: cancels the running job, else starts ``start()`` once the dependencies are installed."""
-        if self.running:
-            self.job.cancel()
+    def startOrCancel(self, kind: str, failure: str, start: Callable[[Callable[[dict], None]], Job]) -> None:
+        """A job button: cancels the running job of ``kind``, else starts ``start(onEvent)`` once the dependencies
+        are installed (the other kind's job, if one runs, goes on)."""
+        if self.isRunning(kind):
+            self.jobs[kind].cancel()
             return
         if not self.panel.dependencies.ensure():
             return
         with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            self.startJob(kind, start())
+            self.startJob(kind, start(self.eventsOf(kind)))
+
+    def eventsOf(self, kind: str) -> Callable[[dict], None]:
+        """The ``onEvent`` of a job of ``kind``: its events go to that section's bar, status and the log."""
+        return lambda event: self.onJobEvent(kind, event)
 
     def startJob(self, kind: str, job: Job) -> None:
-        self.job, self.kind = job, kind
-        self._bar().setRange(0, 0)  # busy until the first counted task starts
-        self._status(_("Running..."))
+        self.jobs[kind] = job
+        self._bar(kind).setRange(0, 0)  # busy until the first counted task starts
+        self._status(kind, _("Running..."))
         self._log(f"bratsunet {' '.join(job.argv)}")
         if job.result.get("chart") is not None:  # training: follow the curves as epochs end
             slicer.modules.plots.logic().ShowChartInLayout(job.result["chart"])
@@ -74,39 +85,47 @@ class ResultsSection:
         self.timer.start()
 
     def onPollJob(self) -> None:
-        if self.job is None or not self.job.poll():
-            return
-        self.timer.stop()
-        job = self.job
-        bar = self._bar()
+        for kind, job in list(self.jobs.items()):
+            if job.finished or not job.poll():
+                continue
+            self._finished(kind, job)
+        if not self.runningKinds:
+            self.timer.stop()
+
+    def _finished(self, kind: str, job: Job) -> None:
+        bar = self._bar(kind)
         bar.setRange(0, 1)
         bar.value = 1 if job.state == "succeeded" else 0
         if job.state == "succeeded":
             # Which backend and precision ran the network: the panel's speed is the command line's.
             ran = job.result.get("backend")
-            self._status(job.result.get("note") or (_("Done ({backend}).").format(backend=ran) if ran else _("Done.")))
+            done = _("Done ({backend}).").format(backend=ran) if ran else _("Done.")
+            if job.result.get("volumes_ml"):  # the table node has every row; the status the three regions
+                done += " " + results.describe_volumes(job.result["volumes_ml"])
+            self._status(kind, job.result.get("note") or done)
             if job.result.get("note"):  # an edited result was kept and the new one made beside it
                 self._log(job.result["note"])
             parameters = self.panel.parameters
             self.panel.logic.adoptResult(parameters, job)
             self.panel.models.refresh()
-            if self.kind == "segment":
+            if kind == "segment":
                 slicer.util.setSliceViewerLayers(background=parameters.flair, fit=True)
         elif job.state == "cancelled":
-            self._status(_("Cancelled."))
+            self._status(kind, _("Cancelled."))
         else:
-            self._status(_("Failed: {error}").format(error=job.error))
+            self._status(kind, _("Failed: {error}").format(error=job.error))
             slicer.util.errorDisplay(job.error or _("The job failed."))
         self.panel.updateButtons()
 
-    def onJobEvent(self, event: dict) -> None:
-        kind = event.get("event")
-        bar = self._bar()
-        if kind == "start":
+    def onJobEvent(self, kind: str, event: dict) -> None:
+        """Show an event of the job of ``kind`` ("segment" or "train")."""
+        what = event.get("event")
+        bar = self._bar(kind)
+        if what == "start":
             bar.setRange(0, max(1, int(event.get("total") or 1)))
             bar.value = 0
-            self._status(str(event.get("task", "")))
-        elif kind == "progress":
+            self._status(kind, str(event.get("task", "")))
+        elif what == "progress":
             fraction = event.get("fraction")
             if isinstance(fraction, (int, float)):  # of the whole job (a training run: over all its epochs)
                 bar.setRange(0, PROGRESS_STEPS)
@@ -116,18 +135,18 @@ class ResultsSection:
                 bar.setRange(0, max(1, int(event.get("total") or 1)))
                 bar.value = int(event.get("done") or 0)
             if event.get("epochs"):
-                self._status(training.describe_step(event))
-        elif kind in ("message", "error"):
+                self._status(kind, training.describe_step(event))
+        elif what in ("message", "error"):
             self._log(str(event.get("text") or event.get("message") or ""))
-        elif kind == "epoch":
+        elif what == "epoch":
             self._log(training.describe_epoch(event))
-            self._status(training.describe_epoch(event))
+            self._status(kind, training.describe_epoch(event))
 
-    def _bar(self):
-        return self.ui.progressBar if self.kind == "segment" else self.ui.trainingProgressBar
+    def _bar(self, kind: str):
+        return self.ui.progressBar if kind == "segment" else self.ui.trainingProgressBar
 
-    def _status(self, text: str) -> None:
-        label = self.ui.statusLabel if self.kind != "train" else self.ui.trainingStatusLabel
+    def _status(self, kind: str, text: str) -> None:
+        label = self.ui.statusLabel if kind == "segment" else self.ui.trainingStatusLabel
         label.text = text
 
     def _log(self, text: str) -> None:

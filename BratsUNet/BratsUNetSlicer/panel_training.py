@@ -30,16 +30,16 @@ class TrainingSection:
     def onTrainButton(self, resume: bool) -> None:
         panel = self.panel
         panel.results.startOrCancel("train", _("Training could not start."),
-                                    lambda: panel.logic.trainWithParameters(panel.parameters, resume=resume,
-                                                                            onEvent=panel.results.onJobEvent))
+                                    lambda onEvent: panel.logic.trainWithParameters(panel.parameters, resume=resume,
+                                                                                    onEvent=onEvent))
 
     def onFineTuneCorrected(self) -> None:
         panel = self.panel
         if not panel.dependencies.ensure():
             return
         with slicer.util.tryWithErrorDisplay(_("Fine-tuning could not start."), waitCursor=True):
-            panel.results.startJob("train", panel.logic.fineTuneWithParameters(panel.parameters,
-                                                                              onEvent=panel.results.onJobEvent))
+            panel.results.startJob("train", panel.logic.fineTuneWithParameters(
+                panel.parameters, onEvent=panel.results.eventsOf("train")))
         self.onRefreshCases()
 
     def onRefreshCases(self) -> None:
@@ -47,12 +47,14 @@ class TrainingSection:
         self.ui.casesText.plainText = cases.describe_cases(found) or _("No cases found: load FLAIR, T1, T1ce and "
                                                                         "T2 volumes and a label per case.")
 
-    def updateButtons(self, parameters: Any, running: bool, runningKind: str) -> None:
-        """Train cancels a running training; nothing else starts while a job runs."""
-        self.ui.trainButton.text = _("Cancel") if running and runningKind == "train" else _("Train")
-        self.ui.trainButton.enabled = not running or runningKind == "train"
-        self.ui.resumeButton.enabled = not running
-        self.ui.fineTuneCorrectedButton.enabled = not running and parameters.outputSegmentation is not None
+    def updateButtons(self, parameters: Any, running: set[str]) -> None:
+        """Train cancels a running training; a segmentation may run beside it. Fine-tuning on the output
+        segmentation waits until no segmentation is filling it."""
+        training = "train" in running
+        self.ui.trainButton.text = _("Cancel") if training else _("Train")
+        self.ui.trainButton.enabled = True
+        self.ui.resumeButton.enabled = not training
+        self.ui.fineTuneCorrectedButton.enabled = (not running and parameters.outputSegmentation is not None)
         # A model is fine-tuned with its own network (BratsUNetSlicer.training.fine_tuning_config_of): the network
         # choice is for training from scratch only.
         self.ui.networkSizeLabel.visible = self.ui.networkSizeComboBox.visible = not parameters.fineTune

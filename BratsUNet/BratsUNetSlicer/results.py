@@ -41,6 +41,11 @@ VOLUME_ROWS = {
 PROBABILITY_ROLE = "BratsUNetProbability"
 
 
+def describe_volumes(volumes_ml: dict[str, float]) -> str:
+    """The regions' volumes for the panel's status line: ``WT 42.1 mL, TC 12.0 mL, ET 6.3 mL``."""
+    return ", ".join(f"{region} {volumes_ml[region]:.1f} mL" for region in ("WT", "TC", "ET") if region in volumes_ml)
+
+
 def terminology_entry(segment_name: str) -> str:
     """Slicer's serialized terminology entry (``context~category~type~modifier~anatomic context~region~modifier``)."""
     return f"{_CONTEXT}~{_CATEGORY}~{_TYPES[segment_name]}~^^~{_ANATOMIC_CONTEXT}~{_REGION}~^^"

@@ -30,7 +30,7 @@ from typing import Any
 
 from BratsUNetLib.errors import BratsUNetError, ExitCode
 from BratsUNetSlicer import LIBRARY_PARENT
-from BratsUNetSlicer.messages import one_line
+from BratsUNetSlicer.messages import one_line, panel_words
 
 
 Event = dict[str, Any]
@@ -109,7 +109,7 @@ class Job:
         if kind == "result":
             self.result.update({k: v for k, v in event.items() if k not in ("event", "job")})
         elif kind == "error" and self.error is None:
-            self.error = str(event.get("message") or "unknown error")
+            self.error = panel_words(str(event.get("message") or "unknown error"))  # the panel's words, not flags
         if self.on_event is not None:
             self.on_event(event)
         if kind == "done":
@@ -253,3 +253,23 @@ class WorkerClient:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             log.warning("BratsUNet worker %s did not end after being killed", process.pid)
+
+
+# The workers of this Slicer process by purpose and command line: every BratsUNetLogic shares them, so that the
+# panel, the console and a script see one another's jobs and torch is loaded once per purpose.
+_shared: dict[tuple[str, tuple[str, ...]], WorkerClient] = {}
+
+
+def shared_worker(purpose: str, command: list[str] | None = None) -> WorkerClient:
+    """The worker for ``purpose`` ("segment" or "train": one of each, so a segmentation runs beside a training)."""
+    key = (purpose, tuple(command or worker_command()))
+    if key not in _shared:
+        _shared[key] = WorkerClient(command)
+    return _shared[key]
+
+
+def close_shared_workers() -> None:
+    """End every shared worker (module unload; tests between cases)."""
+    for client in _shared.values():
+        client.close()
+

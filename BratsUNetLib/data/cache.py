@@ -238,3 +238,14 @@ def worker_options(n_workers: int) -> dict:
 
 # What data-loading workers unpickle their dataset with (their imports bring torch, MONAI and nibabel).
 FORKSERVER_PRELOAD = ("BratsUNetLib.data.cache", "BratsUNetLib.training.samples")
+
+
+def start_fork_server(n_workers: int) -> None:
+    """Start the fork server of :func:`worker_options` now, so that its imports (seconds) run on another core while
+    this process checks the config and builds the network, instead of when the first data loader needs a worker."""
+    if n_workers <= 0 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    from multiprocessing import forkserver
+
+    forkserver.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    forkserver.ensure_running()

@@ -30,6 +30,7 @@ from monai.metrics import compute_dice
 
 from BratsUNetLib.training import distributed
 from BratsUNetLib.cancel import CancelToken
+from BratsUNetLib.data.cache import start_fork_server
 from BratsUNetLib.data.cases import CaseSource
 from BratsUNetLib.errors import Cancelled
 from BratsUNetLib.events import ProgressReporter, eta_seconds
@@ -70,6 +71,7 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
     """
 
     settings = settings or TrainingSettings()
+    start_fork_server(settings.n_workers)
     context = distributed.start(settings.device)
     reporter = reporter if reporter is not None and context.is_main else ProgressReporter("none")
     cancel = cancel or CancelToken()

@@ -35,6 +35,7 @@ if HAS_SLICER:
     scene = _fixtures.scene
     module = _fixtures.module
     worker = _fixtures.worker
+    training_worker = _fixtures.training_worker
     logic = _fixtures.logic
 
 

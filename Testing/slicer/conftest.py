@@ -47,12 +47,30 @@ def worker():
     client.close()
 
 
+@pytest.fixture(scope="module")
+def training_worker():
+    """A second real worker for a test module's trainings (the module's logic trains beside segmenting)."""
+    from BratsUNetSlicer.worker import WorkerClient
+
+    client = WorkerClient()
+    yield client
+    client.close()
+
+
 @pytest.fixture
-def logic(module, worker):
-    """The module's logic, segmenting and training through :func:`worker`."""
+def logic(module, worker, training_worker):
+    """The module's logic, segmenting through :func:`worker` and training through :func:`training_worker`."""
     logic = module.BratsUNetLogic()
-    logic.worker = worker
+    logic.worker, logic.trainingWorker = worker, training_worker
     return logic
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_worker_outlives_the_tests():
+    yield
+    from BratsUNetSlicer.worker import close_shared_workers
+
+    close_shared_workers()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from BratsUNetSlicer import scene_io
 from BratsUNetSlicer.models import ModelRegistry
+from BratsUNetSlicer.worker import WorkerClient
 from jobwait import finish
 
 CASE = "BraTS20_Training_001"
@@ -31,6 +32,8 @@ def test_selector_labels_tell_apart_models_trained_in_different_folders(tmp_path
 def stand_in_logic(module, fake_worker_command):
     """The module's logic with the stand-in worker, which answers ``segment`` without reading the model."""
     logic = module.BratsUNetLogic(fake_worker_command)
+    # A stand-in of its own (not the process's shared one, which tests patch): it answers both kinds of job.
+    logic.worker = logic.trainingWorker = WorkerClient(fake_worker_command)
     yield logic
     logic.worker.close()
 

@@ -243,3 +243,10 @@ def test_a_missing_input_is_refused_before_anything_runs(scene, inputs, fake_wor
         segment.start(worker, dict(inputs, t1ce=None), "model.pth", "", CHANNELS, ["WT", "TC", "ET"],
                       segment.SegmentationOptions())
     assert worker.process_id is None
+
+
+def test_the_status_line_gives_the_regions_volumes():
+    from BratsUNetSlicer import results
+
+    assert results.describe_volumes({"WT": 42.14, "TC": 12.0, "ET": 6.31, "ED": 30.1, "NCR": 5.7}) == \
+        "WT 42.1 mL, TC 12.0 mL, ET 6.3 mL"

@@ -16,6 +16,7 @@ import pytest
 import slicer
 from BratsUNetSlicer import cases, results, scene_io, segment, training
 from BratsUNetSlicer.transaction import scene_state, segmentation_digest
+from BratsUNetSlicer.worker import WorkerClient
 from jobwait import finish, wait_until
 
 from BratsUNetLib.errors import BratsUNetError, Cancelled
@@ -34,6 +35,8 @@ def fake_logic(module, fake_worker_command):
     """The module's logic with the stand-in worker; ``script(kind)`` makes its next jobs start with ``kind``
     (``fail``: an error then exit 2; ``hang``: held until cancelled)."""
     logic = module.BratsUNetLogic(fake_worker_command)
+    # A stand-in of its own (not the process's shared one, which tests patch): it answers both kinds of job.
+    logic.worker = logic.trainingWorker = WorkerClient(fake_worker_command)
     submit = logic.worker.submit
 
     def script(kind: str | None) -> None:

@@ -180,7 +180,7 @@ def test_cancel_through_the_logic_raises_cancelled_and_adds_nothing(scene, logic
 
 def test_self_test_passes(scene, module, worker, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the sample case is generated into the user's cache
-    monkeypatch.setattr(module, "WorkerClient", lambda command=None: worker)
+    monkeypatch.setattr(module, "shared_worker", lambda purpose, command=None: worker)
     module.BratsUNetTest().runTest()
 
 
@@ -200,8 +200,9 @@ def test_an_original_3dunetcnn_checkpoint_segments_with_its_config(scene, logic,
     config.write_text(json.dumps(content["config"]))
     volumes = _load_case(phantom_cases["BraTS20_Training_001"], "BraTS20_Training_001")
 
-    with pytest.raises(BratsUNetError, match="original 3DUnetCNN checkpoint"):
+    with pytest.raises(BratsUNetError, match="original 3DUnetCNN checkpoint") as refused:
         logic.segment(**volumes, model=str(bare), wait=True)
+    assert "the 3DUnetCNN config field" in str(refused.value) and "--config" not in str(refused.value)
     original = logic.segment(**volumes, model=str(bare), config=str(config), device="cpu", wait=True)
     own = logic.segment(**volumes, model=str(small_model), device="cpu", wait=True)
 

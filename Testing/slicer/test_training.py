@@ -158,18 +158,18 @@ def test_training_two_epochs_writes_checkpoints_fills_the_plot_table_and_segment
         logic.train(str(tmp_path), _settings(2))
 
 
-def test_cancel_keeps_the_last_checkpoint_and_resume_continues(scene, logic, worker, loaded, tmp_path):
+def test_cancel_keeps_the_last_checkpoint_and_resume_continues(scene, logic, training_worker, loaded, tmp_path):
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "training")
     # A real worker held right after it reported epoch 1 (saved) until it is killed: Cancel lands between epochs
     # 1 and 2 on any machine, however fast the run (a free-running one could end all 4 epochs first).
-    logic.worker = held = WorkerClient([sys.executable, str(HELD_WORKER), "epoch", "1"])
+    logic.trainingWorker = held = WorkerClient([sys.executable, str(HELD_WORKER), "epoch", "1"])
     try:
         job = logic.train(str(tmp_path), _settings(4), table=table)
         wait_until(job, lambda: any(event["event"] == "epoch" for event in job.events), "epoch event")
         job.cancel()
     finally:
         held.close()
-        logic.worker = worker
+        logic.trainingWorker = training_worker
     assert job.state == "cancelled"
     work_dir = tmp_path / training.CONFIG_NAME
     assert (work_dir / "model.pth").is_file()
@@ -307,3 +307,33 @@ def test_training_settings_is_still_the_options_class():
     """``training.TrainingSettings``, the README's console name, still makes the panel's training options."""
     assert training.TrainingSettings is training.TrainingOptions
     assert training.TrainingSettings(epochs=3).epochs == 3
+
+
+def test_a_segmentation_runs_while_a_training_runs_and_each_cancels_alone(scene, logic, loaded, small_model,
+                                                                          tmp_path):
+    # The training is held after its first epoch (a real worker, see held_worker.py) for as long as the test needs.
+    logic.trainingWorker = held = WorkerClient([sys.executable, str(HELD_WORKER), "epoch", "1"])
+    volumes = {m: loaded[CASE_IDS[0]][m] for m in scene_io.MODALITIES}
+    try:
+        trainingJob = logic.train(str(tmp_path), _settings(4))
+        wait_until(trainingJob, lambda: any(event["event"] == "epoch" for event in trainingJob.events), "epoch event")
+        node = logic.segment(**volumes, model=str(small_model), device="cpu", wait=True)  # beside the training
+        assert node.GetSegmentation().GetNumberOfSegments() == 3
+        assert not trainingJob.poll()  # still training
+        with pytest.raises(BratsUNetError, match=r"already running a job \(a training\)"):
+            logic.train(str(tmp_path / "other"), _settings(1))
+        segmenting = logic.segment(**volumes, model=str(small_model), device="cpu", testTimeAugmentation=True)
+        segmenting.cancel()  # cancelling the segmentation leaves the training running
+        assert segmenting.state == "cancelled" and not trainingJob.poll()
+        trainingJob.cancel()
+        assert trainingJob.state == "cancelled"
+        assert logic.segment(**volumes, model=str(small_model), device="cpu", wait=True) is not None  # the
+        # segmentation worker is unharmed by the training's cancel
+    finally:
+        held.close()
+
+
+def test_every_logic_of_a_slicer_process_shares_its_workers(module):
+    first, second = module.BratsUNetLogic(), module.BratsUNetLogic()
+    assert first.worker is second.worker and first.trainingWorker is second.trainingWorker
+    assert first.worker is not first.trainingWorker

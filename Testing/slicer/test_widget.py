@@ -109,7 +109,7 @@ def test_with_no_inputs_apply_is_off_and_the_training_list_says_what_to_load(wid
 
 def test_progress_events_and_closing_the_scene_leave_the_panel_usable(widget):
     panel, _ui = widget
-    panel.results.onJobEvent({"event": "start", "total": 3, "task": "epoch 1"})
+    panel.results.onJobEvent("train", {"event": "start", "total": 3, "task": "epoch 1"})
     panel.onSceneStartClose(None, None)
     panel.enter()  # a new scene: a new parameter node, wired again
     assert panel.parameters is not None
@@ -117,12 +117,24 @@ def test_progress_events_and_closing_the_scene_leave_the_panel_usable(widget):
 
 def test_progress_shows_the_whole_run_in_percent_with_the_time_left(widget):
     panel, ui = widget
-    panel.results.kind = "train"
-    panel.results.onJobEvent({"event": "progress", "task": "epoch 2", "done": 3, "total": 10, "fraction": 0.65,
-                              "seconds_left": 180.0, "epoch": 2, "epochs": 3, "loss": 0.25})
+    panel.results.onJobEvent("train", {"event": "progress", "task": "epoch 2", "done": 3, "total": 10,
+                                       "fraction": 0.65, "seconds_left": 180.0, "epoch": 2, "epochs": 3, "loss": 0.25})
     assert ui.trainingProgressBar.value == 650 and ui.trainingProgressBar.format == "%p%, about 3 min left"
     assert ui.trainingStatusLabel.text == "epoch 2 of 3, step 3 of 10, loss 0.2500"
-    panel.results.kind = "segment"
-    panel.results.onJobEvent({"event": "progress", "task": "segment", "done": 1, "total": 8, "fraction": 0.125,
-                              "seconds_left": 20.4})
+    panel.results.onJobEvent("segment", {"event": "progress", "task": "segment", "done": 1, "total": 8,
+                                         "fraction": 0.125, "seconds_left": 20.4})
     assert ui.progressBar.value == 125 and ui.progressBar.format == "%p%, 20 s left"
+
+
+def test_models_of_earlier_sessions_come_back_and_the_ones_gone_are_pruned_with_a_note(widget, small_model,
+                                                                                     monkeypatch):
+    panel, ui = widget
+    notes = []
+    monkeypatch.setattr(slicer.util, "showStatusMessage", lambda text, msec=0: notes.append(text), raising=False)
+    settings = qt.QSettings.return_value
+    settings.value.return_value = [f"{small_model}|", "/moved/away/model.pth|"]  # what the last session saved
+    panel.models.restore()
+    assert panel.logic.models.get(str(small_model)) is not None  # remembered across the restart
+    assert notes == ["Models not found any more were taken off the list: /moved/away/model.pth"]
+    saved = settings.setValue.call_args.args
+    assert saved[0] == "BratsUNet/Models" and saved[1] == [f"{small_model}|"]  # the dead path is forgotten

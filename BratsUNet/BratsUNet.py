@@ -61,6 +61,8 @@ class BratsUNet(ScriptedLoadableModule):
         # The sample case joins Sample Data once every module is loaded (Sample Data among them).
         if getattr(slicer, "app", None) is not None:
             slicer.app.connect("startupCompleted()", sample_data.register)
+            # The workers are the session's, not the panel's: a console job goes on when the panel is rebuilt.
+            slicer.app.connect("aboutToQuit()", close_shared_workers)
 
 
 class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -110,8 +112,6 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         if self.results is not None:
             self.results.stop()
-        if self.logic is not None:
-            close_shared_workers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -163,6 +163,9 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             parameters = self.parameters
             self.binding.toWidgets(parameters)
             self.models.showParameters(parameters)
+            # The last result's volumes, in the panel; no empty table before the first result.
+            self.ui.volumesTableView.setMRMLTableNode(parameters.volumesTable)
+            self.ui.volumesTableView.visible = parameters.volumesTable is not None
             self.updateButtons()
         finally:
             self.binding.updating = False
@@ -185,8 +188,10 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     """Segmentation and training, usable from the Python console without the panel.
 
     Work runs in a worker process (``python -m BratsUNetLib worker``); ``wait=False`` returns a
-    :class:`~BratsUNetSlicer.worker.Job` to poll or cancel, ``wait=True`` blocks and returns the result (and raises
-    the worker's one-line message as a :class:`BratsUNetError` on failure, :class:`Cancelled` on cancel).
+    :class:`~BratsUNetSlicer.worker.Job` at once: ``job.onProgress(callback)`` and ``job.onFinished(callback)`` run
+    in Slicer's event loop, ``job.cancel()`` stops it, and a script without the event loop calls ``job.wait()``.
+    ``wait=True`` blocks and returns the result (and raises the worker's one-line message as a
+    :class:`BratsUNetError` on failure, :class:`Cancelled` on cancel).
     """
 
     def __init__(self, workerCommand: list[str] | None = None) -> None:
@@ -224,14 +229,16 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     def segment(self, flair=None, t1=None, t1ce=None, t2=None, model: str = "", *, config: str = "",
                 outputSegmentation=None, volumesTable=None, device: str = "auto", nativeResolution: bool = False,
                 testTimeAugmentation: bool = False, labelScheme: str = "brats2020", probabilityMaps: bool = False,
-                wait: bool = False, onEvent=None):
+                show3D: bool = True, wait: bool = False, onEvent=None):
         """Segment the tumour in the four volumes with the checkpoint ``model``.
 
         ``config`` is needed only for an original 3DUnetCNN checkpoint. ``outputSegmentation`` /
         ``volumesTable`` are refilled when given, else created. ``device`` is auto, cpu, gpu, cuda or mps.
         ``nativeResolution`` runs the network without resizing (``bratsunet segment --native``: in one pass
         when it fits in the free memory, else in sliding windows).
-        ``labelScheme`` "brats2021" labels enhancing tumour 3 instead of 4. With ``wait=True`` returns the
+        ``labelScheme`` "brats2021" labels enhancing tumour 3 instead of 4 (segment "Enhancing tumor (label 3)").
+        ``probabilityMaps`` adds one scalar volume per region (probabilities 0 to 1); ``show3D`` shows the result
+        as closed surfaces in the 3D view. With ``wait=True`` returns the
         segmentation node, else the running job (its ``result["segmentation"]`` is set when it succeeds).
         """
         if not model:
@@ -244,7 +251,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         self.models.add(model, config)
         options = segment.SegmentationOptions(
             device=dependencies.device_argument(device), native_resolution=nativeResolution,
-            tta=testTimeAugmentation, scheme=labelScheme, probability_maps=probabilityMaps)
+            tta=testTimeAugmentation, scheme=labelScheme, probability_maps=probabilityMaps, show_3d=show3D)
         job = segment.start(self.worker, inputs, model, config, list(description["channels"]),
                             list(description["regions"]), options, outputSegmentation, volumesTable, onEvent,
                             transaction=self._transaction)
@@ -258,7 +265,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
             outputSegmentation=parameters.outputSegmentation, volumesTable=parameters.volumesTable,
             device=parameters.device, nativeResolution=parameters.nativeResolution,
             testTimeAugmentation=parameters.testTimeAugmentation, labelScheme=parameters.labelScheme,
-            probabilityMaps=parameters.probabilityMaps, wait=wait, onEvent=onEvent)
+            probabilityMaps=parameters.probabilityMaps, show3D=parameters.show3D, wait=wait, onEvent=onEvent)
 
     # -- training -----------------------------------------------------------------------------------------------
 
@@ -287,8 +294,15 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     @user_errors
     def trainWithParameters(self, parameters: BratsUNetParameterNode, resume: bool = False, wait: bool = False,
                             onEvent=None):
-        """:meth:`train` with the settings of the parameter node (what Train and Resume do)."""
-        return self.train(parameters.trainingFolder, training.options_of(parameters), resume=resume,
+        """:meth:`train` with the settings of the parameter node (what Train and Resume do).
+
+        With ``fineTune`` the selected model is fine-tuned, each run in a new folder inside the output folder
+        (:func:`training.fine_tuning_run`; Resume continues the newest), on every usable case of the scene: the
+        corrected results added with :meth:`addCorrectedCaseWithParameters` among them."""
+        folder, settings = parameters.trainingFolder, training.options_of(parameters)
+        if parameters.fineTune:
+            folder, settings = training.fine_tuning_run(folder, settings, resume=resume)
+        return self.train(folder, settings, resume=resume,
                           pretrainedModel=parameters.modelPath if parameters.fineTune else "",
                           pretrainedConfig=parameters.modelConfigPath if parameters.fineTune else "",
                           table=parameters.trainingTable, wait=wait, onEvent=onEvent)
@@ -322,19 +336,23 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
                               wait=wait, onEvent=onEvent)
 
     @user_errors
-    def fineTuneWithParameters(self, parameters: BratsUNetParameterNode, wait: bool = False, onEvent=None):
-        """:meth:`fineTuneOnCorrectedCase` on the output segmentation with the training settings of the parameter
-        node (what "Fine-tune on the corrected segmentation" does). The output selectors are emptied, so that
-        segmenting again makes a new result instead of refilling the corrected one."""
-        transaction = SceneTransaction(slicer.mrmlScene)
-        transaction.keep(parameters.parameterNode)  # the emptied selectors come back if the run fails
-        with self._within(transaction):
-            job = self.fineTuneOnCorrectedCase(parameters.outputSegmentation, parameters.trainingFolder,
-                                               training.options_of(parameters), table=parameters.trainingTable,
-                                               wait=False, onEvent=onEvent)
+    def addCorrectedCaseWithParameters(self, parameters: BratsUNetParameterNode) -> cases.TrainingCase:
+        """:meth:`addCorrectedCase` on the output segmentation, then the panel set for the one fine-tuning path
+        (what "Add the corrected segmentation to the cases" does): the model that made the segmentation is selected
+        and "Fine-tune" ticked, so that Train fine-tunes it; the output selectors are emptied, so that segmenting
+        again makes a new result instead of refilling the correction. Returns the case."""
+        segmentation = parameters.outputSegmentation
+        model, config = training.corrected_model(segmentation)
+        case = cases.add_corrected_case(segmentation)  # refuses a segmentation BratsUNet did not make
+        wasModifying = parameters.parameterNode.StartModify()
+        if model:
+            self.models.add(model, config)
+            parameters.modelPath, parameters.modelConfigPath = model, config
+        parameters.fineTune = True
         parameters.outputSegmentation = None
         parameters.volumesTable = None
-        return self.waitFor(job)["model"] if wait else job
+        parameters.parameterNode.EndModify(wasModifying)
+        return case
 
     # -- shared -------------------------------------------------------------------------------------------------
 

@@ -127,6 +127,14 @@ with warnings.catch_warnings():
         nameFilters = _kept("nameFilters", "QStringList", [])
 
 
+class qMRMLTableView(QtWidgets.QTableView):
+    """A table node's view: an empty table until a result fills its node."""
+
+    @Slot("vtkMRMLScene*")
+    def setMRMLScene(self, scene: object) -> None:
+        pass
+
+
 class qMRMLWidget(QtWidgets.QWidget):
     """The module panel's base: a widget that tells its node selectors the scene."""
 
@@ -139,7 +147,8 @@ def load_panel() -> QtWidgets.QWidget:
     messages = []
     QtCore.qInstallMessageHandler(lambda kind, context, text: messages.append(text))
     loader = QtUiTools.QUiLoader()
-    for widget_class in (ctkCollapsibleButton, qMRMLNodeComboBox, ctkPathLineEdit, qMRMLWidget):
+    for widget_class in (ctkCollapsibleButton, qMRMLNodeComboBox, ctkPathLineEdit, qMRMLTableView,
+                         qMRMLWidget):
         loader.registerCustomWidget(widget_class)
     panel = loader.load(str(UI_FILE))
     QtCore.qInstallMessageHandler(None)
@@ -175,6 +184,7 @@ def fill(panel: QtWidgets.QWidget) -> None:
     find(QtWidgets.QLabel, "deviceInfoLabel").setText(
         "Not installed yet: " + ", ".join(["torch", *dependencies.PIP_REQUIREMENTS]))
     find(QtWidgets.QPushButton, "applyButton").setEnabled(True)  # four inputs and a model: ready
+    find(QtWidgets.QTableView, "volumesTableView").setVisible(False)  # the panel shows it once there is a result
 
 
 def lay_out(panel: QtWidgets.QWidget) -> None:

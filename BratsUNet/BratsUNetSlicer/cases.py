@@ -119,6 +119,10 @@ def discover_cases(scene: Any) -> list[TrainingCase]:
             unknown = [name for name in _segment_names(case.label) if segment_region(name) is None]
             if unknown:
                 case.problems.append(f"segments not named as BraTS sub-regions: {', '.join(unknown)}")
+            if case.label.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE):  # the corrections, with their status
+                model = case.label.GetAttribute(segment.TRAINED_INTO_ATTRIBUTE)
+                case.notes.insert(0, f"corrected {case.label.GetName()}, "
+                                     + (f"fine-tuned into {model}" if model else "not trained on yet"))
     return found
 
 
@@ -218,14 +222,20 @@ def file_name(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("_") or "case"
 
 
-def export_case(case: TrainingCase, folder: str | Path) -> dict[str, Any]:
+def export_case(case: TrainingCase, folder: str | Path, scheme: str = "brats2020") -> dict[str, Any]:
     """The config entry ``{"image": [flair, t1, t1ce, t2], "label": seg}`` of a usable case (the original's).
+
+    The label is written with the values of ``scheme`` (the model's to be trained: enhancing tumour 4 in BraTS
+    2020, 3 in BraTS 2021), so that its regions are the ones the model's config names.
 
     Volumes unchanged since they were loaded are used from their files, as segmentation does
     (:func:`scene_io.input_file`), so a model trained here sees its inputs as it will when segmenting; others
     are written to ``folder/<case>/<case>_<modality>.nii.gz``, and the label always is (``_seg``).
     """
+    from BratsUNetLib.data.labels import get_scheme
+
     labels = check_case(case)
+    labels[labels == LABEL_VALUES["ET"]] = get_scheme(scheme).enhancing
     name = file_name(case.name)
     case_dir = Path(folder) / name
     case_dir.mkdir(parents=True, exist_ok=True)

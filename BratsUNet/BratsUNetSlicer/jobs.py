@@ -11,11 +11,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import slicer
 
 from BratsUNetSlicer.transaction import SceneTransaction
-from BratsUNetSlicer.worker import Job, WorkerClient
+from BratsUNetSlicer.worker import Job, WorkerClient, follow_in_event_loop
 
 
 def temporary_folder(purpose: str) -> Path:
@@ -23,6 +24,16 @@ def temporary_folder(purpose: str) -> Path:
     root = getattr(getattr(slicer, "app", None), "temporaryPath", None) or tempfile.gettempdir()
     Path(root).mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"BratsUNet-{purpose}-", dir=root))
+
+
+def event_loop_timer() -> Any:
+    """A ``qt.QTimer`` of Slicer's event loop inside the application; None outside it (a script without an
+    application runs its jobs with ``job.wait()``)."""
+    if getattr(slicer, "app", None) is None:
+        return None
+    import qt  # only inside the application
+
+    return qt.QTimer()
 
 
 def start_job(worker: WorkerClient, argv: list[str], transaction: SceneTransaction, *,
@@ -33,6 +44,7 @@ def start_job(worker: WorkerClient, argv: list[str], transaction: SceneTransacti
     Nodes made while submitting, and by ``on_finish`` (run in the thread that polls the job), are recorded; the
     transaction commits when the job succeeds and rolls back otherwise (cancelled, failed, or ``on_finish`` raised).
     ``folder`` (the job's temporary files) is removed after ``on_finish``, or at once if the job cannot start.
+    Inside the application the job is followed by the event loop (:func:`event_loop_timer`).
     """
     def finish(job: Job) -> None:
         try:
@@ -44,8 +56,12 @@ def start_job(worker: WorkerClient, argv: list[str], transaction: SceneTransacti
 
     try:
         with transaction.recording():
-            return worker.submit(argv, on_event=on_event, on_finish=transaction.guard(finish))
+            job = worker.submit(argv, on_event=on_event, on_finish=transaction.guard(finish))
     except BaseException:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         raise
+    timer = event_loop_timer()
+    if timer is not None:
+        follow_in_event_loop(job, timer)
+    return job

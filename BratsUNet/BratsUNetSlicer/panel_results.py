@@ -47,6 +47,14 @@ class ResultsSection:
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MSEC)
         self.timer.connect("timeout()", self.onPollJob)
+        self.ui.show3DCheckBox.connect("toggled(bool)", self.onShow3DToggled)
+
+    def onShow3DToggled(self, shown: bool) -> None:
+        """Show or hide the output segmentation in 3D at once (the option also applies to the next results)."""
+        segmentation = self.panel.parameters.outputSegmentation if self.panel.hasParameterNode else None
+        if segmentation is not None and not self.panel.updatingGUI:
+            with slicer.util.tryWithErrorDisplay(_("The segmentation could not be shown in 3D."), waitCursor=True):
+                results.show_in_3d(segmentation, shown)
 
     def isRunning(self, kind: str) -> bool:
         job = self.jobs.get(kind)
@@ -77,7 +85,7 @@ class ResultsSection:
     def startJob(self, kind: str, job: Job) -> None:
         self.jobs[kind] = job
         self._bar(kind).setRange(0, 0)  # busy until the first counted task starts
-        self._status(kind, _("Running..."))
+        self.showStatus(kind, _("Running..."))
         self._log(f"bratsunet {' '.join(job.argv)}")
         if job.result.get("chart") is not None:  # training: follow the curves as epochs end
             slicer.modules.plots.logic().ShowChartInLayout(job.result["chart"])
@@ -102,7 +110,7 @@ class ResultsSection:
             done = _("Done ({backend}).").format(backend=ran) if ran else _("Done.")
             if job.result.get("volumes_ml"):  # the table node has every row; the status the three regions
                 done += " " + results.describe_volumes(job.result["volumes_ml"])
-            self._status(kind, job.result.get("note") or done)
+            self.showStatus(kind, job.result.get("note") or done)
             if job.result.get("note"):  # an edited result was kept and the new one made beside it
                 self._log(job.result["note"])
             parameters = self.panel.parameters
@@ -111,9 +119,9 @@ class ResultsSection:
             if kind == "segment":
                 slicer.util.setSliceViewerLayers(background=parameters.flair, fit=True)
         elif job.state == "cancelled":
-            self._status(kind, _("Cancelled."))
+            self.showStatus(kind, _("Cancelled."))
         else:
-            self._status(kind, _("Failed: {error}").format(error=job.error))
+            self.showStatus(kind, _("Failed: {error}").format(error=job.error))
             slicer.util.errorDisplay(job.error or _("The job failed."))
         self.panel.updateButtons()
 
@@ -124,7 +132,7 @@ class ResultsSection:
         if what == "start":
             bar.setRange(0, max(1, int(event.get("total") or 1)))
             bar.value = 0
-            self._status(kind, str(event.get("task", "")))
+            self.showStatus(kind, str(event.get("task", "")))
         elif what == "progress":
             fraction = event.get("fraction")
             if isinstance(fraction, (int, float)):  # of the whole job (a training run: over all its epochs)
@@ -135,17 +143,18 @@ class ResultsSection:
                 bar.setRange(0, max(1, int(event.get("total") or 1)))
                 bar.value = int(event.get("done") or 0)
             if event.get("epochs"):
-                self._status(kind, training.describe_step(event))
+                self.showStatus(kind, training.describe_step(event))
         elif what in ("message", "error"):
             self._log(str(event.get("text") or event.get("message") or ""))
         elif what == "epoch":
             self._log(training.describe_epoch(event))
-            self._status(kind, training.describe_epoch(event))
+            self.showStatus(kind, training.describe_epoch(event))
 
     def _bar(self, kind: str):
         return self.ui.progressBar if kind == "segment" else self.ui.trainingProgressBar
 
-    def _status(self, kind: str, text: str) -> None:
+    def showStatus(self, kind: str, text: str) -> None:
+        """Say ``text`` in the status line of ``kind``'s section."""
         label = self.ui.statusLabel if kind == "segment" else self.ui.trainingStatusLabel
         label.text = text
 

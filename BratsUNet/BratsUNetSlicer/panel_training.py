@@ -1,5 +1,5 @@
-"""The panel's training section: the cases found in the scene, Train, Resume and fine-tuning on a corrected
-result."""
+"""The panel's training section: the cases found in the scene, adding a corrected result to them, Train and
+Resume (from scratch, or fine-tuning the selected model)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ NETWORK_SIZES = ((_("Small (fast, for a few cases)"), "small"), (_("BraTS 2020 (
 
 
 class TrainingSection:
-    """Train and Resume (each also cancels a running training), "Fine-tune on the corrected segmentation" and
-    the list of training cases. ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``results``,
+    """Train and Resume (each also cancels a running training; with "Fine-tune" ticked they fine-tune the
+    selected model, the panel's one fine-tuning path), "Add the corrected segmentation to the cases" and the list
+    of training cases with their status. ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``results``,
     ``dependencies``)."""
 
     def __init__(self, panel: Any) -> None:
@@ -25,7 +26,7 @@ class TrainingSection:
         self.ui.refreshCasesButton.connect("clicked(bool)", self.onRefreshCases)
         self.ui.trainButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=False))
         self.ui.resumeButton.connect("clicked(bool)", lambda: self.onTrainButton(resume=True))
-        self.ui.fineTuneCorrectedButton.connect("clicked(bool)", self.onFineTuneCorrected)
+        self.ui.addCorrectedCaseButton.connect("clicked(bool)", self.onAddCorrectedCase)
 
     def onTrainButton(self, resume: bool) -> None:
         panel = self.panel
@@ -33,13 +34,16 @@ class TrainingSection:
                                     lambda onEvent: panel.logic.trainWithParameters(panel.parameters, resume=resume,
                                                                                     onEvent=onEvent))
 
-    def onFineTuneCorrected(self) -> None:
+    def onAddCorrectedCase(self) -> None:
+        """The correction becomes its case's label; Train then fine-tunes the model that made it (one path)."""
         panel = self.panel
-        if not panel.dependencies.ensure():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Fine-tuning could not start."), waitCursor=True):
-            panel.results.startJob("train", panel.logic.fineTuneWithParameters(
-                panel.parameters, onEvent=panel.results.eventsOf("train")))
+        with slicer.util.tryWithErrorDisplay(_("The segmentation could not be added to the cases."),
+                                             waitCursor=True):
+            case = panel.logic.addCorrectedCaseWithParameters(panel.parameters)
+            panel.models.refresh()
+            self.ui.trainingCollapsibleButton.collapsed = False
+            panel.results.showStatus("train", _("{case} added to the cases: press Train to fine-tune the selected "
+                                                "model on them.").format(case=case.name))
         self.onRefreshCases()
 
     def onRefreshCases(self) -> None:
@@ -54,7 +58,7 @@ class TrainingSection:
         self.ui.trainButton.text = _("Cancel") if training else _("Train")
         self.ui.trainButton.enabled = True
         self.ui.resumeButton.enabled = not training
-        self.ui.fineTuneCorrectedButton.enabled = (not running and parameters.outputSegmentation is not None)
+        self.ui.addCorrectedCaseButton.enabled = (not running and parameters.outputSegmentation is not None)
         # A model is fine-tuned with its own network (BratsUNetSlicer.training.fine_tuning_config_of): the network
         # choice is for training from scratch only.
         self.ui.networkSizeLabel.visible = self.ui.networkSizeComboBox.visible = not parameters.fineTune

@@ -35,6 +35,7 @@ class BratsUNetParameterNode:
     testTimeAugmentation: bool = False
     brats2021Labels: bool = False
     probabilityMaps: bool = False
+    show3D: bool = True
 
     # Training.
     trainingFolder: str = ""
@@ -116,6 +117,7 @@ WIDGETS = {
     "testTimeAugmentation": "testTimeAugmentationCheckBox",
     "brats2021Labels": "brats2021LabelsCheckBox",
     "probabilityMaps": "probabilityMapsCheckBox",
+    "show3D": "show3DCheckBox",
     "trainingFolder": "trainingFolderLineEdit",
     "epochs": "epochsSpinBox",
     "learningRate": "learningRateSpinBox",

@@ -51,6 +51,24 @@ def terminology_entry(segment_name: str) -> str:
     return f"{_CONTEXT}~{_CATEGORY}~{_TYPES[segment_name]}~^^~{_ANATOMIC_CONTEXT}~{_REGION}~^^"
 
 
+def segment_title(name: str, value: int) -> str:
+    """The segment's name as the user sees it, with the label value it exports as: ``Enhancing tumor (label 4)``
+    (``label 3`` in the BraTS 2021 scheme), so that the scheme chosen is visible in the scene."""
+    return f"{name} (label {value})"
+
+
+def show_in_3d(segmentation: Any, shown: bool) -> None:
+    """Show ``segmentation`` as closed surfaces in the 3D views (made from its label map on first showing), or
+    hide it there; the slice views are not changed."""
+    display = segmentation.GetDisplayNode()
+    if display is None:
+        segmentation.CreateDefaultDisplayNodes()
+        display = segmentation.GetDisplayNode()
+    if shown:
+        segmentation.CreateClosedSurfaceRepresentation()  # nothing to do when the surfaces are there already
+    display.SetVisibility3D(shown)
+
+
 def segment_id(segment_name: str) -> str:
     """Stable segment ID for a sub-region name, so scripts can find ``NecroticTumorCore`` etc."""
     return "".join(word.capitalize() for word in segment_name.split())
@@ -100,11 +118,14 @@ def import_segmentation(label_path: str | Path, reference: Any, scheme: str,
     content = segmentation.GetSegmentation()
     was_modifying = segmentation.StartModify()
     try:
+        # A refilled result must not keep surfaces of the previous one: they are made again from the new labels.
+        content.RemoveRepresentation(slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
         content.RemoveAllSegments()
         for info in regions:
             sid = segment_id(info.name)
-            content.AddEmptySegment(sid, info.name, info.rgb_float)
+            content.AddEmptySegment(sid, segment_title(info.name, info.value), info.rgb_float)
             content.GetSegment(sid).SetTerminology(terminology_entry(info.name))
+            content.GetSegment(sid).SetLabelValue(info.value)  # "Export to label map" keeps the scheme's values
             threshold = vtk.vtkImageThreshold()
             threshold.SetInputData(image)
             threshold.ThresholdBetween(info.value, info.value)

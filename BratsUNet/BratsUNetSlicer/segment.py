@@ -35,6 +35,8 @@ MODEL_ATTRIBUTE = "BratsUNet.Model"
 MODEL_CONFIG_ATTRIBUTE = "BratsUNet.ModelConfig"  # the config an original 3DUnetCNN checkpoint came with
 # Set on a result the user corrected and added to the training cases: it is a reference label from then on.
 TRAINING_LABEL_ATTRIBUTE = "BratsUNet.TrainingLabel"
+# Set on a corrected result once a training that used it succeeded: the model it went into.
+TRAINED_INTO_ATTRIBUTE = "BratsUNet.TrainedInto"
 # The digest of the segments BratsUNet wrote into a result: another digest now means the user edited it.
 DIGEST_ATTRIBUTE = "BratsUNet.ResultDigest"
 
@@ -48,6 +50,7 @@ class SegmentationOptions:
     tta: bool = False
     scheme: str = "brats2020"
     probability_maps: bool = False
+    show_3d: bool = True  # the result as closed surfaces in the 3D views
 
 
 def check_channels(channels: list[str], model: str = "") -> None:
@@ -177,6 +180,7 @@ def _import(job: Job, reference: Any, regions: list[str], options: SegmentationO
         raise ImageError(f"'{probabilities_path}' holds {len(channels)} probability maps for the "
                          f"{len(regions)} outputs {', '.join(regions)}; segment again.")
     node = results.import_segmentation(labels_path, reference, options.scheme, segmentation)
+    results.show_in_3d(node, options.show_3d)
     job.result["segmentation"] = node
     if channels is not None:
         job.result["probabilities"] = results.import_probabilities(channels, node, reference, regions)

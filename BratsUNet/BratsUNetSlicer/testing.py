@@ -42,8 +42,8 @@ def sample_result_problems(segmentation: Any, reference: Any) -> list[str]:
     content = segmentation.GetSegmentation()
     segments = [content.GetNthSegment(i) for i in range(content.GetNumberOfSegments())]
     found = [(s.GetName(), tuple(round(c, 3) for c in s.GetColor())) for s in segments]
-    expected = [("Necrotic tumor core", (1.0, 0.0, 0.0)), ("Peritumoral edema", (0.0, 1.0, 0.0)),
-                ("Enhancing tumor", (1.0, 1.0, 0.0))]
+    expected = [("Necrotic tumor core (label 1)", (1.0, 0.0, 0.0)), ("Peritumoral edema (label 2)", (0.0, 1.0, 0.0)),
+                ("Enhancing tumor (label 4)", (1.0, 1.0, 0.0))]
     problems = [] if found == expected else [f"segments {found}, expected {expected}"]
     if segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()) is not reference:
         problems.append("the segmentation does not lie on the FLAIR's grid")

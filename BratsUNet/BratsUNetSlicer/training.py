@@ -36,6 +36,7 @@ from BratsUNetSlicer.transaction import SceneTransaction
 from BratsUNetSlicer.worker import Job, WorkerClient
 
 CONFIG_NAME = "bratsunet_slicer"
+FINE_TUNING_STEM = "fine_tune"  # the panel's fine-tuning runs: <output folder>/fine_tune, fine_tune_2...
 
 # DynUNet sizes offered in the panel: per level (filters, stride). "brats" is the BraTS 2020 example of the
 # original (24.9 M parameters); "small" (351 k parameters) trains on a CPU in minutes per epoch.
@@ -134,6 +135,37 @@ def fresh_folder(folder: str | Path, stem: str) -> Path:
     return next(path for path in candidates if not (path / CONFIG_NAME / LOG_FILENAME).exists())
 
 
+def latest_run(folder: str | Path, stem: str) -> Path:
+    """The newest of ``folder/<stem>``, ``<stem>_2``... that holds a model to resume; ``folder`` when none does."""
+    folder = Path(folder)
+    latest = folder
+    for number in itertools.count(1):
+        path = folder / (stem if number == 1 else f"{stem}_{number}")
+        if not path.is_dir():
+            return latest
+        if (path / CONFIG_NAME / MODEL_FILENAME).exists():
+            latest = path
+
+
+def fine_tuning_settings(settings: TrainingOptions | None) -> TrainingOptions:
+    """``settings`` (default :class:`TrainingOptions`) holding out at most all usable cases of the scene but one
+    for validation: fine-tuning on a single corrected case validates on none."""
+    usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
+    settings = settings or TrainingOptions()
+    return dataclasses.replace(settings, validation_cases=max(0, min(settings.validation_cases, usable - 1)))
+
+
+def fine_tuning_run(folder: str | Path, settings: TrainingOptions, *, resume: bool) -> tuple[str, TrainingOptions]:
+    """Where and how the panel fine-tunes (Train or Resume with "Fine-tune" ticked): a new run goes to a folder of
+    its own in ``folder`` (:func:`fresh_folder`), so an earlier model is never written over; Resume continues the
+    newest of them (:func:`latest_run`)."""
+    if not folder:
+        return "", settings  # start() says that a folder must be chosen
+    if resume:
+        return str(latest_run(folder, FINE_TUNING_STEM)), settings
+    return str(fresh_folder(folder, FINE_TUNING_STEM)), fine_tuning_settings(settings)
+
+
 def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | Path, settings: TrainingOptions,
           *, resume: bool = False, pretrained: str = "", pretrained_config: str = "", table: Any = None,
           on_event: Callable[[dict], None] | None = None, registry: ModelRegistry | None = None,
@@ -175,15 +207,18 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
             listing = cases.describe_cases(found) or "no case found"
             raise BratsUNetError(f"Training needs more than {settings.validation_cases} usable case(s) (the "
                                  f"validation cases) and found {len(usable)}: {listing}.")
+        description, scheme = None, "brats2020"
+        if pretrained:  # read once: its label values are the exported labels' (BraTS 2021 models: ET = 3)
+            pretrained = resolved_model(pretrained)
+            description = (registry or ModelRegistry()).describe(pretrained, pretrained_config)
+            scheme = model_label_scheme(description["config"])
         with transaction.recording():  # whatever exporting puts in the scene goes if the run does not start
             for case in usable:  # every case is checked before any is written
                 cases.check_case(case)
-            entries = [cases.export_case(case, folder / "cases") for case in usable]
+            entries = [cases.export_case(case, folder / "cases", scheme) for case in usable]
         split = len(entries) - settings.validation_cases
-        if pretrained:
-            pretrained = resolved_model(pretrained)
-            config = fine_tuning_config_of(pretrained, pretrained_config, settings, entries[:split],
-                                           entries[split:], registry)
+        if description is not None:
+            config = fine_tuning_config_of(pretrained, description, settings, entries[:split], entries[split:])
         else:
             config = training_config(settings, entries[:split], entries[split:])
     write_text_atomic(config_path, json.dumps(config, indent=2))
@@ -205,6 +240,9 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
         if on_event is not None:
             on_event(event)
 
+    corrected = [] if resume else [case.label for case in usable
+                                   if case.label.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE)]
+
     def finish(job: Job) -> None:
         if job.state in ("succeeded", "cancelled"):
             model = next((p for p in (work_dir / BEST_FILENAME, work_dir / MODEL_FILENAME) if p.exists()), None)
@@ -212,6 +250,9 @@ def start(worker: WorkerClient, found: list[cases.TrainingCase], folder: str | P
                 if registry is not None:
                     registry.add(model, trained_here=True)
                 job.result["model"] = str(model)
+                if job.state == "succeeded":  # the cases list says which model learnt from each correction
+                    for label in corrected:
+                        label.SetAttribute(segment.TRAINED_INTO_ATTRIBUTE, str(model))
 
     job = start_job(worker, argv, transaction, on_event=handle, on_finish=finish)
     job.result.update(table=table, chart=chart)
@@ -229,10 +270,18 @@ def resolved_model(model: str) -> str:
     return str(checkpoint)
 
 
-def fine_tuning_config_of(model: str, model_config: str, settings: TrainingOptions, training_files: list[dict],
-                          validation_files: list[dict], registry: ModelRegistry | None) -> dict:
-    """The config that fine-tunes ``model`` on the exported cases, their images put in the model's channel order."""
-    description = (registry or ModelRegistry()).describe(model, model_config)
+def model_label_scheme(model_config: dict) -> str:
+    """The label scheme of a model's config: "brats2021" when its labels use 3 (not 4) for enhancing tumour."""
+    # Imported on use: it brings numpy, which the panel may still have to install.
+    from BratsUNetLib.inference.postprocessing import label_scheme
+
+    return label_scheme(dict(model_config.get("dataset") or {}), None)
+
+
+def fine_tuning_config_of(model: str, description: dict, settings: TrainingOptions, training_files: list[dict],
+                          validation_files: list[dict]) -> dict:
+    """The config that fine-tunes ``model`` (its :meth:`ModelRegistry.describe` is ``description``) on the exported
+    cases, their images put in the model's channel order."""
     channels = list(description.get("channels") or scene_io.MODALITIES)
     unknown = [name for name in channels if name not in scene_io.MODALITIES]
     if unknown:
@@ -257,12 +306,17 @@ def options_of(parameters: Any) -> TrainingOptions:
 
 
 def check_fine_tuning(segmentation: Any, folder: str | Path) -> tuple[str | None, str]:
-    """The model that made ``segmentation`` (a BratsUNet result the user corrected) and the config it came with
-    (empty but for an original 3DUnetCNN checkpoint), checked before a fine-tuning round: a folder is chosen, the
-    node is a segmentation and its model is still there. The model is None when the node names none
-    (:func:`fine_tuning_round` then refuses it as a segmentation BratsUNet did not make)."""
+    """:func:`corrected_model`, checked before a fine-tuning round, which also needs a folder."""
     if not folder:
         raise BratsUNetError(_("Choose a folder for the training run (checkpoints and log are written there)."))
+    return corrected_model(segmentation)
+
+
+def corrected_model(segmentation: Any) -> tuple[str | None, str]:
+    """The model that made ``segmentation`` (a BratsUNet result the user corrected) and the config it came with
+    (empty but for an original 3DUnetCNN checkpoint), checked: the node is a segmentation and its model is still
+    there. The model is None when the node names none (:func:`cases.add_corrected_case` then refuses it as a
+    segmentation BratsUNet did not make)."""
     scene_io.check_node_kind(segmentation, "vtkMRMLSegmentationNode", _("corrected segmentation"),
                              _("a segmentation"), _("choose the BratsUNet result you corrected"))
     model = segmentation.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentation is not None else None
@@ -283,7 +337,4 @@ def fine_tuning_round(segmentation: Any, folder: str | Path, settings: TrainingO
         if node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE) or node is segmentation:
             transaction.keep(node)  # adding the case moves the "training label" mark between results
     case = cases.add_corrected_case(segmentation)  # refuses a segmentation BratsUNet did not make
-    usable = sum(found.usable for found in cases.discover_cases(slicer.mrmlScene))
-    settings = settings or TrainingOptions()
-    settings = dataclasses.replace(settings, validation_cases=min(settings.validation_cases, usable - 1))
-    return fresh_folder(folder, f"{cases.file_name(case.name)}_fine_tune"), settings
+    return fresh_folder(folder, f"{cases.file_name(case.name)}_{FINE_TUNING_STEM}"), fine_tuning_settings(settings)

@@ -7,8 +7,8 @@ alive between jobs so torch is imported and the model loaded once per session; C
 tree and the next job starts a fresh one.
 
 Threads only read the pipes into a queue; every event is handled by :meth:`Job.poll` in the thread that calls it
-(a ``qt.QTimer`` in the panel, a loop in :meth:`Job.wait` for the console), so scene updates never happen off the
-main thread.
+(a ``qt.QTimer`` of Slicer's event loop, see :func:`follow_in_event_loop`, or the loop of :meth:`Job.wait` in a
+script), so scene updates never happen off the main thread.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from BratsUNetSlicer.messages import one_line, panel_words
 
 Event = dict[str, Any]
 log = logging.getLogger(__name__)
+POLL_MSEC = 100  # how often Slicer's event loop hands a running job the events that arrived
 
 
 def python_executable() -> str:
@@ -53,6 +54,9 @@ class Job:
     message of a failure; ``result`` merges the payloads of the job's ``result`` events. ``on_event`` sees each
     event in order; ``on_finish`` runs once when the job ends (whatever the state) and may itself fail the job
     by raising (e.g. the result could not be imported), which turns ``succeeded`` into ``failed``.
+
+    For a caller: :meth:`onProgress` and :meth:`onFinished` add callbacks, run by Slicer's event loop inside the
+    application (:func:`follow_in_event_loop`) and by :meth:`wait` or :meth:`poll` in a script; :meth:`cancel`.
     """
 
     def __init__(self, job_id: str, argv: list[str], on_event: Callable[[Event], None] | None,
@@ -68,10 +72,28 @@ class Job:
         self.exit_code: int | None = None
         self.error: str | None = None
         self.result: dict[str, Any] = {}
+        self._progress_callbacks: list[Callable[[Event], None]] = []
+        self._finished_callbacks: list[Callable[[Job], None]] = []
+        self._timer: Any = None  # the event loop's timer following this job, kept alive while it runs
 
     @property
     def finished(self) -> bool:
         return self.state != "running"
+
+    def onProgress(self, callback: Callable[[Event], None]) -> Job:
+        """Call ``callback(event)`` with each ``progress`` event (``fraction`` of the whole job from 0 to 1,
+        ``seconds_left`` when known, ``task``, ``done`` and ``total``); returns the job, for chaining."""
+        self._progress_callbacks.append(callback)
+        return self
+
+    def onFinished(self, callback: Callable[[Job], None]) -> Job:
+        """Call ``callback(job)`` once when the job has ended (``state``, ``error`` and ``result`` set, its nodes
+        in the scene); at once if it has ended already. Returns the job."""
+        if self.finished:
+            callback(self)
+        else:
+            self._finished_callbacks.append(callback)
+        return self
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Handle the events that arrived; wait up to ``timeout`` s (None: forever) for the first. True when over."""
@@ -112,6 +134,9 @@ class Job:
             self.error = panel_words(str(event.get("message") or "unknown error"))  # the panel's words, not flags
         if self.on_event is not None:
             self.on_event(event)
+        if kind == "progress":
+            for callback in self._progress_callbacks:
+                callback(event)
         if kind == "done":
             code = int(event.get("exit_code", 1))
             if code == ExitCode.SUCCESS:
@@ -123,14 +148,29 @@ class Job:
 
     def _finish(self, state: str, exit_code: int | None, error: str | None) -> None:
         self.state, self.exit_code, self.error = state, exit_code, error
-        if self.on_finish is None:
-            return
-        try:
-            self.on_finish(self)
-        except Exception as exc:  # whatever goes wrong with the result must reach the caller as a message
-            if not isinstance(exc, BratsUNetError):  # a bug rather than a user error: keep the traceback
-                log.exception("BratsUNet: handling the result of job %s failed", self.id)
-            self.state, self.error = "failed", one_line(str(exc)) or type(exc).__name__
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self.on_finish is not None:
+            try:
+                self.on_finish(self)
+            except Exception as exc:  # whatever goes wrong with the result must reach the caller as a message
+                if not isinstance(exc, BratsUNetError):  # a bug rather than a user error: keep the traceback
+                    log.exception("BratsUNet: handling the result of job %s failed", self.id)
+                self.state, self.error = "failed", one_line(str(exc)) or type(exc).__name__
+        callbacks, self._finished_callbacks = self._finished_callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+
+def follow_in_event_loop(job: Job, timer: Any) -> None:
+    """Let ``timer`` (a ``qt.QTimer``, or anything with its ``setInterval``, ``connect``, ``start`` and ``stop``)
+    poll ``job`` every :data:`POLL_MSEC` until it ends, so that its callbacks run in the application's event loop
+    without anyone calling :meth:`Job.wait`. The job keeps the timer alive and stops it when it ends."""
+    job._timer = timer
+    timer.setInterval(POLL_MSEC)
+    timer.connect("timeout()", job.poll)
+    timer.start()
 
 
 class WorkerClient:

@@ -195,7 +195,11 @@ class TrainingRun:
                 # The parent's input order: the config lists each case's images in it (fine-tuning keeps it).
                 self.channels = [str(name) for name in parent_channels]
             names = sorted({case.id for case in self.cases})
-            self.lineage = {"fine_tuned_from": str(path.resolve()),
+            # A model.pth of the work folder is written over by this run's first epoch: the lineage says so rather
+            # than naming a file that will hold the new model.
+            parent_name = str(path.resolve()) if self.settings.pretrained_model else (
+                f"{path.resolve()} (as it was before this run, which replaced it)")
+            self.lineage = {"fine_tuned_from": parent_name,
                             "fine_tuned_on": names[:LINEAGE_CASES] + (
                                 [f"... {len(names) - LINEAGE_CASES} more"] if len(names) > LINEAGE_CASES else [])}
         network.to(device)

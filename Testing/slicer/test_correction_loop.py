@@ -54,7 +54,7 @@ def _correct(node, reference) -> np.ndarray:
     return _brats_labels(masks)
 
 
-def test_a_corrected_result_is_fine_tuned_on_in_one_step(scene, logic, phantom_cases, small_model, tmp_path):
+def test_a_corrected_result_is_added_to_the_cases_and_fine_tuned_on(scene, logic, phantom_cases, small_model, tmp_path):
     volumes = _load(scene, phantom_cases)
     node = logic.segment(*(volumes[m] for m in scene_io.MODALITIES), model=str(small_model), device="cpu",
                          wait=True)
@@ -67,25 +67,32 @@ def test_a_corrected_result_is_fine_tuned_on_in_one_step(scene, logic, phantom_c
     assert (corrected[8:14, 10:18, 12:20] == 1).all() and not (corrected[16:] == 2).any()
     assert np.count_nonzero(corrected != predicted) > 0
 
-    # The panel's button: the output segmentation and the training settings of the parameter node.
+    # The panel's one fine-tuning path: "Add the corrected segmentation to the cases", then Train.
     parameters = logic.getParameters()
-    parameters.outputSegmentation = node
+    parameters.outputSegmentation, parameters.modelPath, parameters.fineTune = node, "", False
     parameters.trainingFolder = str(tmp_path)
     parameters.epochs, parameters.learningRate, parameters.patchSize = 1, 1e-6, 32
     parameters.validationCases, parameters.networkSize, parameters.seed, parameters.device = 1, "small", 1, "cpu"
+    added = logic.addCorrectedCaseWithParameters(parameters)
+    assert added.name == CASE_ID
+    # The model that made the segmentation is selected and Fine-tune ticked; the correction is no longer the output.
+    assert parameters.modelPath == str(small_model.resolve()) and parameters.fineTune
+    assert parameters.outputSegmentation is None and parameters.volumesTable is None
+    assert f"corrected {node.GetName()}, not trained on yet" in cases.describe_cases(cases.discover_cases(scene))
     messages = []
-    job = logic.fineTuneWithParameters(parameters, onEvent=lambda e: messages.append(e.get("text", "")))
+    job = logic.trainWithParameters(parameters, onEvent=lambda e: messages.append(e.get("text", "")))
     model = logic.waitFor(job)["model"]
 
     [case] = cases.discover_cases(scene)
     assert case.usable and case.label is node and case.volumes == volumes
     np.testing.assert_array_equal(cases.label_array(case), corrected)
+    assert f"corrected {node.GetName()}, fine-tuned into {model}" in cases.describe_cases([case])
     # Fine-tuned from the model that made the segmentation...
     started_from = job.argv[job.argv.index("--pretrained_model_filename") + 1]
     assert started_from == str(small_model.resolve())
     assert any("Starting from the weights of" in text and started_from in text for text in messages)
     # ... on the corrected voxels, written for training in a run folder of its own, with no validation case.
-    run = tmp_path / f"{CASE_ID}_fine_tune"
+    run = tmp_path / training.FINE_TUNING_STEM
     config = json.loads((run / f"{training.CONFIG_NAME}.json").read_text())
     [entry] = config["training_filenames"]
     assert "validation_filenames" not in config
@@ -100,16 +107,18 @@ def test_a_corrected_result_is_fine_tuned_on_in_one_step(scene, logic, phantom_c
     differences = [float((checkpoint["state_dict"][key] - value).abs().max())
                    for key, value in original["state_dict"].items() if value.is_floating_point()]
     assert 0 < max(differences) < 1e-4
+    # Train again with Fine-tune ticked: a new folder beside the first, which stays as it was.
+    assert training.fine_tuning_run(tmp_path, SETTINGS, resume=False)[0] == str(tmp_path / "fine_tune_2")
+    assert training.fine_tuning_run(tmp_path, SETTINGS, resume=True)[0] == str(run)  # Resume: the newest run
 
     # The corrections are kept: the selectors no longer point at them, and refilling them is refused.
-    assert parameters.outputSegmentation is None and parameters.volumesTable is None
     with pytest.raises(BratsUNetError, match="corrected training case"):
         logic.segment(*(volumes[m] for m in scene_io.MODALITIES), model=model, outputSegmentation=node,
                       device="cpu")
     np.testing.assert_array_equal(cases.label_array(case), corrected)
 
     # The next round: segment with the new model into a new node and correct it; it becomes the case's label
-    # (the latest correction), to be fine-tuned on in the next folder of the same output folder.
+    # (the latest correction), to be fine-tuned on in the next folder of the same output folder (fine_tune_2).
     second = logic.segment(*(volumes[m] for m in scene_io.MODALITIES), model=model, device="cpu", wait=True)
     assert second is not node and second.GetAttribute(segment.MODEL_ATTRIBUTE) == model
     recorrected = _correct(second, volumes["flair"])
@@ -117,7 +126,7 @@ def test_a_corrected_result_is_fine_tuned_on_in_one_step(scene, logic, phantom_c
     [case] = cases.discover_cases(scene)
     assert case.label is second
     np.testing.assert_array_equal(cases.label_array(case), recorrected)
-    assert training.fresh_folder(tmp_path, f"{CASE_ID}_fine_tune") == tmp_path / f"{CASE_ID}_fine_tune_2"
+    assert f"corrected {second.GetName()}, not trained on yet" in cases.describe_cases([case])
 
 
 def test_a_result_is_found_through_its_inputs_whatever_their_names(scene, logic, phantom_cases, small_model):
@@ -166,7 +175,8 @@ def test_a_case_loaded_with_its_seg_is_fine_tuned_on_its_correction(scene, logic
     assert load_checkpoint(model)["epoch"] == 1
     (case,) = cases.discover_cases(scene)
     assert case.label is node and case.usable
-    assert case.notes == [f"label {node.GetName()} (the corrected result), not {reference.GetName()}"]
+    assert case.notes == [f"corrected {node.GetName()}, fine-tuned into {model}",
+                          f"label {node.GetName()} (the corrected result), not {reference.GetName()}"]
     assert "(the corrected result), not BraTS20_Training_001_seg" in cases.describe_cases([case])
     run = json.loads(next(tmp_path.glob(f"*/{training.CONFIG_NAME}.json")).read_text())
     written = scene_io.read_volume(run["training_filenames"][0]["label"], labelmap=True)  # the correction, trained on

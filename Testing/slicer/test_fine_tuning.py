@@ -8,6 +8,8 @@ import copy
 import json
 from pathlib import Path
 
+import nibabel
+import numpy as np
 import pytest
 import torch
 from BratsUNetSlicer import results, scene_io, training
@@ -95,3 +97,20 @@ def test_a_monai_segresnet_bundle_is_fine_tuned_on_patches_and_keeps_its_channel
     first = run_config["training_filenames"][0]["image"]
     assert [Path(path).name.split("_")[-1] for path in first] == ["t1ce.nii.gz", "t1.nii.gz", "t2.nii.gz",
                                                                   "flair.nii.gz"]
+
+
+def test_a_brats2021_model_is_fine_tuned_on_labels_with_its_own_values(scene, logic, volumes, tmp_path):
+    """A model whose config labels enhancing tumour 3 (BraTS 2021: labels [2, 1, 3]) learns ET from the exported
+    cases only if their enhancing tumour is written as 3, not as the scene's BraTS 2020 value 4."""
+    from BratsUNetLib.models.checkpoint import save_checkpoint
+
+    config = training.training_config(training.TrainingOptions(network="small", patch_size=32), [], [])
+    config["dataset"]["labels"] = [2, 1, 3]
+    torch.manual_seed(0)
+    parent = save_checkpoint(tmp_path / "brats2021.pth", build_network(config["model"]), config=config,
+                             channels=scene_io.MODALITIES)
+    fine_tune_and_check(logic, volumes, tmp_path / "run", parent)
+    run_config = json.loads((tmp_path / "run" / f"{training.CONFIG_NAME}.json").read_text())
+    written = nibabel.load(run_config["training_filenames"][0]["label"])
+    values = set(np.unique(np.asarray(written.dataobj)).tolist())
+    assert 3 in values and 4 not in values and values <= {0, 1, 2, 3}

@@ -64,8 +64,29 @@ def test_ui_file_names_every_widget_the_code_uses():
 def test_ui_node_selectors_get_the_scene():
     root = ET.parse(UI_FILE).getroot()
     receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
-    selectors = {name for name, cls in _ui_widget_names().items() if cls == "qMRMLNodeComboBox"}
+    selectors = {name for name, cls in _ui_widget_names().items() if cls in ("qMRMLNodeComboBox", "qMRMLTableView")}
     assert selectors and selectors <= receivers
+
+
+CONTROLS = ("QCheckBox", "QComboBox", "QSpinBox", "QDoubleSpinBox", "QPushButton", "qMRMLNodeComboBox",
+            "ctkPathLineEdit", "qMRMLTableView")
+
+
+def test_every_control_of_the_panel_has_a_tooltip_saying_what_it_does():
+    root = ET.parse(UI_FILE).getroot()
+    missing = [widget.get("name") for widget in root.iter("widget") if widget.get("class") in CONTROLS
+               and not any(p.get("name") == "toolTip" and (p.findtext("string") or "").strip()
+                           for p in widget.findall("property"))]
+    assert missing == []
+    options = {widget.get("name"): widget for widget in root.iter("widget")}
+
+    def tooltip(name):
+        return next(p.findtext("string") for p in options[name].findall("property") if p.get("name") == "toolTip")
+
+    # The options that create or change something in the scene say what.
+    assert "scalar volume per region" in tooltip("probabilityMapsCheckBox")
+    assert "label 3" in tooltip("brats2021LabelsCheckBox")
+    assert "3D view" in tooltip("show3DCheckBox")
 
 
 def test_every_module_python_file_is_listed_in_cmake():

@@ -52,4 +52,5 @@ def test_the_readme_console_example_runs(scene, module, worker, training_worker,
     job = namespace["job"]
     assert job.state == "succeeded" and job.result["segmentation"] is not segmentation
     printed = capsys.readouterr().out.splitlines()
-    assert printed[-1].startswith("succeeded {") and "1.0" in printed  # the progress of the job, to its end
+    assert printed[-1].startswith("succeeded {") and "100%" in printed  # the progress of the job, to its end
+    assert printed[-2] == "succeeded"  # onFinished, once

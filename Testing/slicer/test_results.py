@@ -13,7 +13,7 @@ from jobwait import finish, wait_until
 
 from BratsUNetLib.errors import ImageError
 
-SEGMENTS = ["Necrotic tumor core", "Peritumoral edema", "Enhancing tumor"]
+SEGMENTS = ["Necrotic tumor core (label 1)", "Peritumoral edema (label 2)", "Enhancing tumor (label 4)"]
 
 
 @pytest.fixture
@@ -41,10 +41,9 @@ def _segment_names(node):
 
 
 def _label_map_from_segments(node, reference, values=(1, 2, 4)):
-    """The segmentation as a label map on the reference grid (Slicer's K, J, I order), value by segment name."""
+    """The segmentation as a label map on the reference grid (Slicer's K, J, I order), value by segment ID."""
     labels = np.zeros(slicer.util.arrayFromVolume(reference).shape, np.uint8)
-    for name, value in zip(SEGMENTS, values):
-        segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    for segment_id, value in zip(("NecroticTumorCore", "PeritumoralEdema", "EnhancingTumor"), values):
         labels[slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, reference) > 0] = value
     return labels
 
@@ -108,6 +107,36 @@ def test_brats2021_labels_use_3_for_enhancing_tumor(scene, inputs, tmp_path):
     node = results.import_segmentation(path, flair, "brats2021")
     expected = slicer.util.arrayFromVolume(scene_io.load_volume(path, "expected", labelmap=True))
     np.testing.assert_array_equal(_label_map_from_segments(node, flair, values=(1, 2, 3)), expected)
+    # The scheme is what the user sees: in the segment names, and in the values the segments export as.
+    assert _segment_names(node) == [*SEGMENTS[:2], "Enhancing tumor (label 3)"]
+    content = node.GetSegmentation()
+    assert [content.GetNthSegment(i).GetLabelValue() for i in range(3)] == [1, 2, 3]
+
+
+def test_the_result_is_shown_in_3d_as_closed_surfaces_and_can_be_hidden(scene, inputs, tmp_path):
+    flair = inputs["flair"]
+    path, _labels, _affine = _labels_on_grid_of(flair, tmp_path)
+    node = results.import_segmentation(path, flair, "brats2020")
+    surface = slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName()
+
+    results.show_in_3d(node, True)
+    assert node.GetSegmentation().ContainsRepresentation(surface)
+    polydata = node.GetSegmentation().GetSegment("PeritumoralEdema").GetRepresentation(surface)
+    assert polydata.GetNumberOfPoints() > 0  # a real surface around the edema
+    assert node.GetDisplayNode().GetVisibility3D()
+    results.show_in_3d(node, False)
+    assert not node.GetDisplayNode().GetVisibility3D()
+    assert node.GetDisplayNode().GetVisibility2D()  # the slice views still show it
+
+    # Refilled with a new result: the old surfaces go and are made again from the new labels.
+    results.show_in_3d(node, True)
+    empty = tmp_path / "empty.nii.gz"
+    image = nibabel.load(str(path))
+    nibabel.save(nibabel.Nifti1Image(np.zeros(image.shape, np.uint8), image.affine), str(empty))
+    results.import_segmentation(empty, flair, "brats2020", segmentation=node)
+    results.show_in_3d(node, True)
+    polydata = node.GetSegmentation().GetSegment("PeritumoralEdema").GetRepresentation(surface)
+    assert polydata is None or polydata.GetNumberOfPoints() == 0
 
 
 def test_unexpected_label_values_are_refused_before_any_node_is_made(scene, inputs, tmp_path):

@@ -64,7 +64,7 @@ def _result(fake_logic, inputs, small_model):
 
 def _erase_a_voxel(segmentation, reference) -> None:
     """What a user's correction in the Segment Editor does: one voxel of the edema taken away."""
-    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Peritumoral edema")
+    segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Peritumoral edema (label 2)")
     mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment_id, reference)
     k, j, i = (int(n) for n in np.argwhere(mask > 0)[0])
     mask[k, j, i] = 0
@@ -194,17 +194,29 @@ def test_a_failed_fine_tune_leaves_the_scene_and_the_selectors_as_they_were(scen
     parameters.volumesTable = node.GetNodeReference(segment.TABLE_ROLE)
     parameters.trainingFolder = str(tmp_path)
     parameters.epochs, parameters.patchSize, parameters.device = 1, 16, "cpu"
+    fake_logic.addCorrectedCaseWithParameters(parameters)  # the panel's button: done, and the user's choice
+    assert parameters.outputSegmentation is None and parameters.fineTune  # Apply would make a new result now
     before = scene_state(scene)
     fake_logic.script("fail")
-    job = fake_logic.fineTuneWithParameters(parameters)
-    assert parameters.outputSegmentation is None  # emptied while it runs, so Apply would make a new result
+    job = fake_logic.trainWithParameters(parameters)
     finish(job)
     assert job.state == "failed"
     assert scene_state(scene) == before
-    assert not node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE)  # not left as a training case either
-    assert [c.name for c in cases.discover_cases(scene) if c.usable] == []
-    assert parameters.outputSegmentation is node and parameters.volumesTable is node.GetNodeReference(
-        segment.TABLE_ROLE)
+    assert node.GetAttribute(segment.TRAINING_LABEL_ATTRIBUTE)  # still a training case, not trained into a model
+    assert not node.GetAttribute(segment.TRAINED_INTO_ATTRIBUTE)
+    assert [c.name for c in cases.discover_cases(scene) if c.usable] == [CASE]
+
+
+def test_adding_a_segmentation_bratsunet_did_not_make_changes_nothing(scene, fake_logic, inputs):
+    drawn = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my drawing")
+    drawn.GetSegmentation().AddEmptySegment("NecroticTumorCore", "Necrotic tumor core")
+    parameters = fake_logic.getParameters()
+    parameters.outputSegmentation = drawn
+    before = scene_state(scene)
+    with pytest.raises(BratsUNetError, match="was not made by BratsUNet"):
+        fake_logic.addCorrectedCaseWithParameters(parameters)
+    assert scene_state(scene) == before
+    assert parameters.outputSegmentation is drawn and not parameters.fineTune
 
 
 def test_a_cancelled_fine_tune_leaves_the_scene_as_it_was(scene, fake_logic, inputs, small_model, tmp_path):

@@ -18,7 +18,8 @@ from scipy import ndimage
 from BratsUNetLib.cli.main import main as bratsunet
 from BratsUNetLib.errors import BratsUNetError, Cancelled
 
-SEGMENTS = {"Necrotic tumor core": 1, "Peritumoral edema": 2, "Enhancing tumor": 4}
+CLOSED_SURFACE = slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName()
+SEGMENTS = {"NecroticTumorCore": 1, "PeritumoralEdema": 2, "EnhancingTumor": 4}  # segment ID -> label value
 
 
 def _load_case(paths: dict, case: str) -> dict:
@@ -38,9 +39,8 @@ def _command_line_labels(paths: dict, model, tmp_path, *extra: str) -> nibabel.N
 def _segmentation_as_file(node, reference, path) -> nibabel.Nifti1Image:
     """The segmentation as a BraTS label map on the reference grid, written by Slicer's own writer."""
     labels = np.zeros(slicer.util.arrayFromVolume(reference).shape, np.uint8)
-    content = node.GetSegmentation()
-    for name, value in SEGMENTS.items():
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, content.GetSegmentIdBySegmentName(name), reference)
+    for segment_id, value in SEGMENTS.items():
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, reference)
         labels[mask > 0] = value
     labelmap = slicer.vtkMRMLLabelMapVolumeNode()
     labelmap.CopyOrientation(reference)
@@ -71,7 +71,9 @@ def test_segment_matches_the_command_line_for_lps_and_left_handed_files(scene, l
     node = logic.segment(**volumes, model=str(small_model), device="cpu", wait=True)
 
     names = [node.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)]
-    assert names == list(SEGMENTS)
+    assert names == ["Necrotic tumor core (label 1)", "Peritumoral edema (label 2)", "Enhancing tumor (label 4)"]
+    # Shown in the 3D view as closed surfaces (the default), beside the slice views.
+    assert node.GetSegmentation().ContainsRepresentation(CLOSED_SURFACE) and node.GetDisplayNode().GetVisibility3D()
     assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is volumes["flair"]
     actual = _segmentation_as_file(node, volumes["flair"], tmp_path / "slicer_labels.nii")
     _assert_same_labels(actual, _command_line_labels(paths, small_model, tmp_path))
@@ -82,7 +84,9 @@ def test_native_resolution_is_the_command_lines_native_option(scene, logic, phan
     paths = phantom_cases["BraTS20_Training_001"]
     volumes = _load_case(paths, "BraTS20_Training_001")
 
-    node = logic.segment(**volumes, model=str(small_model), device="cpu", nativeResolution=True, wait=True)
+    node = logic.segment(**volumes, model=str(small_model), device="cpu", nativeResolution=True, show3D=False,
+                         wait=True)
+    assert not node.GetSegmentation().ContainsRepresentation(CLOSED_SURFACE)  # no surfaces made when not asked
 
     def labels(image: nibabel.Nifti1Image) -> np.ndarray:
         return np.asarray(nibabel.as_closest_canonical(image).dataobj)

@@ -9,6 +9,7 @@ panel and the parameter node.
 
 from __future__ import annotations
 
+import contextlib
 from unittest import mock
 
 import pytest
@@ -56,6 +57,8 @@ def widget(module, monkeypatch):
     monkeypatch.setattr(module.ScriptedLoadableModuleWidget, "setup", lambda self: None, raising=False)
     monkeypatch.setattr(slicer.util, "loadUI", lambda _path: mock.MagicMock(), raising=False)
     monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda _widget: ui, raising=False)
+    # Slicer's version shows the error in a dialog (and sets the wait cursor on the application): here it raises.
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *args, **kwargs: contextlib.nullcontext())
 
     class Widget(module.BratsUNetWidget):
         def __init__(self):  # what ScriptedLoadableModuleWidget's constructor sets, without a main window
@@ -138,3 +141,47 @@ def test_models_of_earlier_sessions_come_back_and_the_ones_gone_are_pruned_with_
     assert notes == ["Models not found any more were taken off the list: /moved/away/model.pth"]
     saved = settings.setValue.call_args.args
     assert saved[0] == "BratsUNet/Models" and saved[1] == [f"{small_model}|"]  # the dead path is forgotten
+
+
+def test_show_in_3d_hides_and_shows_the_output_at_once_and_the_table_is_in_the_panel(widget, scene):
+    panel, ui = widget
+    panel.enter()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    segmentation.CreateDefaultDisplayNodes()
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "result volumes")
+    panel.parameters.outputSegmentation, panel.parameters.volumesTable = segmentation, table
+    ui.volumesTableView.setMRMLTableNode.assert_called_with(table)  # the volumes table shown inside the panel
+    assert ui.volumesTableView.visible is True
+    panel.results.onShow3DToggled(False)
+    assert not segmentation.GetDisplayNode().GetVisibility3D()
+    panel.results.onShow3DToggled(True)
+    assert segmentation.GetDisplayNode().GetVisibility3D()
+    ui.show3DCheckBox.checked = False
+    panel.updateParameterNodeFromGUI()
+    assert panel.parameters.show3D is False  # and the next Apply passes it on (segmentWithParameters)
+    panel.parameters.volumesTable = None
+    assert ui.volumesTableView.visible is False  # no empty table before a result
+
+
+def test_adding_the_correction_sets_the_panel_for_one_fine_tuning_path(widget, scene, monkeypatch):
+    panel, ui = widget
+    panel.enter()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "corrected")
+    panel.parameters.outputSegmentation = segmentation
+    panel.updateButtons()
+    assert ui.addCorrectedCaseButton.enabled
+    added = []
+
+    def add(parameters):  # the logic's part is tested on real results in test_correction_loop.py
+        added.append(parameters.outputSegmentation)
+        parameters.outputSegmentation, parameters.fineTune = None, True
+        return mock.Mock(name="case")
+
+    monkeypatch.setattr(panel.logic, "addCorrectedCaseWithParameters", add)
+    panel.training.onAddCorrectedCase()
+    assert added == [segmentation]
+    assert ui.trainingCollapsibleButton.collapsed is False  # Train is in view
+    assert "press Train" in ui.trainingStatusLabel.text
+    panel.updateGUIFromParameterNode()
+    assert ui.networkSizeComboBox.visible is False  # fine-tuning keeps the model's network
+    assert not ui.addCorrectedCaseButton.enabled  # nothing is the output any more

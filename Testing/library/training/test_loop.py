@@ -230,6 +230,12 @@ def test_fine_tuning_starts_from_the_pretrained_weights(cohort, reference_run, t
     tuned = load_checkpoint(tmp_path / "model.pth")
     assert tuned["epoch"] == 1
     assert all(torch.equal(pretrained[key], tuned["state_dict"][key]) for key in pretrained)
+    # The lineage names the parent; the work folder's model.pth is this model now, which the lineage says.
+    parent = tuned["training"]["fine_tuned_from"]
+    if how == "flag":
+        assert parent == str((reference_run / "model.pth").resolve())
+    else:
+        assert parent.startswith(str((tmp_path / "model.pth").resolve())) and "before this run" in parent
 
 
 def test_a_wrong_pretrained_path_is_an_error_before_training(cohort, tmp_path):

@@ -26,6 +26,7 @@ from BratsUNetLib.events import MODES
 COMMAND_MODULES = (
     "demo",
     "segment",
+    "refine",
     "train",
     "predict",
     "evaluate",

@@ -18,7 +18,7 @@ from BratsUNetLib.config.allowlists import KINDS, allowed_names, did_you_mean, n
 from BratsUNetLib.hardware.memory import downsampling_factors
 
 REQUIRED_BLOCKS = ("model", "optimizer", "loss", "dataset", "training")
-OPTIONAL_BLOCKS = ("scheduler", "cross_validation", "inference")
+OPTIONAL_BLOCKS = ("scheduler", "cross_validation", "inference", "guidance")
 FILENAMES_SUFFIX = "_filenames"
 # Groups whose cases are used for learning, so every case needs a label map.
 LABELLED_GROUPS = ("training", "validation")
@@ -407,6 +407,51 @@ def _training_problems(training: Mapping) -> list[str]:
     return _typed_keys_problems(training, "training", _TRAINING_CHECKS)
 
 
+# A guided model (click-guided refinement, BratsUNetLib.guidance) takes, after its image channels, 6 click maps
+# (WT, TC, ET, each positive and negative) and the current segmentation as 3 region masks.
+GUIDED_EXTRA_CHANNELS = 9
+_GUIDANCE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "sigma": (_positive_number, "a positive number of voxels (the width of a click's map)"),
+    "margin": (_positive_int, "a positive number of voxels recomputed around a click"),
+    "max_edge": (_positive_int, "a positive number of voxels (the largest box a click recomputes)"),
+    "max_clicks": (_positive_int, "a positive integer (simulated clicks per training sample, at most)"),
+    "no_click_fraction": (lambda value: _is_number(value) and 0 <= value <= 1, "a number from 0 to 1"),
+}
+
+
+def _guidance_problems(raw: Mapping) -> list[str]:
+    """The guidance block's keys, and what a guided network must be: WT/TC/ET region outputs, and inputs for
+    the click maps and the prior besides the images."""
+    guidance = raw["guidance"]
+    problem = _block_problem(guidance, "guidance")
+    if problem:
+        return [problem]
+    problems = _typed_keys_problems(guidance, "guidance", _GUIDANCE_CHECKS)
+    model, dataset = raw.get("model"), raw.get("dataset")
+    if isinstance(model, dict):
+        in_channels = model.get("in_channels")
+        if _positive_int(in_channels) and in_channels <= GUIDED_EXTRA_CHANNELS:
+            problems.append(f"model.in_channels: {in_channels} leaves no image channel; a guided model takes the "
+                            f"images and {GUIDED_EXTRA_CHANNELS} guidance channels, e.g. 13 for FLAIR, T1, T1ce, T2")
+        if model.get("out_channels") not in (None, 3):
+            problems.append(f"model.out_channels: {show_value(model.get('out_channels'))}; a guided model predicts "
+                            "the 3 regions WT, TC and ET")
+    if isinstance(dataset, dict) and dataset.get("setup_label_hierarchy") is False:
+        problems.append("dataset.setup_label_hierarchy: a guided model predicts the regions WT, TC, ET; set it to "
+                        "true")
+    return problems
+
+
+def image_channel_count(config: Mapping) -> int | None:
+    """How many image channels the network of ``config`` takes: ``model.in_channels``, less the guidance channels
+    of a guided model; None when the config does not say."""
+    model = config.get("model")
+    in_channels = model.get("in_channels") if isinstance(model, Mapping) else None
+    if not _positive_int(in_channels):
+        return None
+    return in_channels - GUIDED_EXTRA_CHANNELS if "guidance" in config else in_channels
+
+
 def normalize_cross_validation(value: Any) -> tuple[dict | None, list[str]]:
     """``{"n_folds", "random_seed"}`` from either form (old list form and old key names honoured)."""
     where = "cross_validation"
@@ -440,7 +485,8 @@ def normalize_cross_validation(value: Any) -> tuple[dict | None, list[str]]:
     return (None if problems else {"n_folds": n_folds, "random_seed": seed}), problems
 
 
-def _case_problems(case: Any, where: str, n_channels: int | None, needs_label: bool) -> list[str]:
+def _case_problems(case: Any, where: str, n_channels: int | None, needs_label: bool, guided: bool = False
+                   ) -> list[str]:
     if not isinstance(case, dict):
         return [f"{where}: expected {{\"image\": [paths...], \"label\": path}}, got {show_value(case)}"]
     problems = [f"{where}.{key}: unknown key{did_you_mean(key, ['image', 'label'])}; known keys: image, label"
@@ -450,8 +496,9 @@ def _case_problems(case: Any, where: str, n_channels: int | None, needs_label: b
         problems.append(f"{where}.image: {show_value(images)} is not valid; expected a list of image paths, "
                         f"one per channel (e.g. flair, t1, t1ce, t2)")
     elif n_channels is not None and len(images) != n_channels:
-        problems.append(f"{where}.image: {len(images)} images given but model.in_channels is {n_channels}; "
-                        f"give one image per input channel")
+        takes = (f"the guided network takes {n_channels} (model.in_channels less {GUIDED_EXTRA_CHANNELS} guidance "
+                 "channels)") if guided else f"model.in_channels is {n_channels}"
+        problems.append(f"{where}.image: {len(images)} images given but {takes}; give one image per input channel")
     label = case.get("label")
     if label is None:
         if needs_label:
@@ -461,7 +508,7 @@ def _case_problems(case: Any, where: str, n_channels: int | None, needs_label: b
     return problems
 
 
-def _filenames_problems(key: str, value: Any, n_channels: int | None) -> list[str]:
+def _filenames_problems(key: str, value: Any, n_channels: int | None, guided: bool = False) -> list[str]:
     group = key[: -len(FILENAMES_SUFFIX)]
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", group):
         return [f"{key}: {group!r} is not a usable group name (it becomes a folder name); use letters, digits, "
@@ -472,7 +519,8 @@ def _filenames_problems(key: str, value: Any, n_channels: int | None) -> list[st
     problems: list[str] = []
     bad_cases = 0
     for index, case in enumerate(value):
-        found = _case_problems(case, f"{key}[{index}]", n_channels, needs_label=group in LABELLED_GROUPS)
+        found = _case_problems(case, f"{key}[{index}]", n_channels, needs_label=group in LABELLED_GROUPS,
+                               guided=guided)
         if found:
             bad_cases += 1
             if bad_cases <= _MAX_PROBLEMS_PER_GROUP:
@@ -523,13 +571,14 @@ def validate_config(raw: Any) -> list[str]:
         problems.extend([problem] if problem else _training_problems(raw["training"]))
     if "cross_validation" in raw:
         problems.extend(normalize_cross_validation(raw["cross_validation"])[1])
+    if "guidance" in raw:
+        problems.extend(_guidance_problems(raw))
 
-    model = raw.get("model")
-    n_channels = model.get("in_channels") if isinstance(model, dict) else None
+    n_channels = image_channel_count(raw)
     n_channels = n_channels if _positive_int(n_channels) else None
     for key, value in raw.items():
         if key.endswith(FILENAMES_SUFFIX):
-            problems.extend(_filenames_problems(key, value, n_channels))
+            problems.extend(_filenames_problems(key, value, n_channels, guided="guidance" in raw))
     dataset = raw.get("dataset")
     if (isinstance(dataset, dict) and dataset.get("labels") is None
             and any(raw.get(group + FILENAMES_SUFFIX) for group in LABELLED_GROUPS)):

@@ -44,7 +44,7 @@ def network_runner(model: LoadedModel, options: InferenceOptions, native: bool,
     spatial = shape[1:]
     if not native:
         return network, f"the whole volume at the model's input size {_dims(spatial)}, as it was trained"
-    divisor = _downsampling(model.config["model"])
+    divisor = downsampling(model.config["model"])
     padded = tuple(-(-size // factor) * factor for size, factor in zip(spatial, divisor))
     # --native (auto, whole, windows) wins; without it, as the model's publisher runs it (a bundle's sliding window).
     strategy, reason = options.native_strategy or model.dataset.get("native_strategy") or "auto", ""
@@ -116,7 +116,7 @@ def _sliding_window_inferer(model: LoadedModel) -> SlidingWindowInferer:
     return SlidingWindowInferer(roi_size=list(roi), sw_batch_size=1, overlap=0.25, mode="gaussian")
 
 
-def _downsampling(model_block: dict) -> list[int]:
+def downsampling(model_block: dict) -> list[int]:
     """Per-axis product of the network's strides: the native input shape must be a multiple of it.
 
     Networks whose block does not list ``strides`` get 32, enough for five halvings.

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from monai import transforms as mt
 
-from BratsUNetLib.config.loading import activation_of, dataset_options, load_config
+from BratsUNetLib.config.loading import activation_of, dataset_options, guidance_options, load_config
+from BratsUNetLib.config.validation import image_channel_count
 from BratsUNetLib.data.preprocessing import deterministic_transforms
 from BratsUNetLib.errors import BratsUNetError, CheckpointError
 from BratsUNetLib.hardware.devices import resolve_device
@@ -50,11 +51,12 @@ class LoadedModel:
         # BratsUNet checkpoints record the voxel order they were trained in; the original 3DUnetCNN trained on
         # BraTS files as stored, in LPS order, so inputs stored otherwise are turned to that order first.
         self.dataset["orientation"] = self.dataset.get("orientation") or ORIGINAL_AXIS_CODES
-        in_channels = self.config["model"].get("in_channels")
+        in_channels = image_channel_count(self.config)  # a guided model also takes click channels
         self.channels: tuple[str, ...] = tuple(canonical_channel(name) for name in description["channels"])
         if in_channels is not None and int(in_channels) != len(self.channels):
             raise CheckpointError(f"Model '{path}' lists {len(self.channels)} channels ({', '.join(self.channels)}) "
-                                  f"but its network takes {in_channels}; the checkpoint is inconsistent.")
+                                  f"but its network takes {in_channels} images; the checkpoint is inconsistent.")
+        self.guidance: dict | None = guidance_options(self.config)  # None: the model takes no clicks
         self._transforms: dict[bool, mt.Compose] = {}
         self._runners: dict[str, Runner] = {}
 

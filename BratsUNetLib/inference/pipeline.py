@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from BratsUNetLib.config.validation import GUIDED_EXTRA_CHANNELS
 from BratsUNetLib.data.images import read_case
 from BratsUNetLib.data.preprocessing import NonFiniteValues
 from BratsUNetLib.errors import BratsUNetError
@@ -158,6 +159,8 @@ def _predict(model: LoadedModel, image: torch.Tensor, affine: np.ndarray, option
     transforms = model.transforms(native)
     preprocessed = transforms({"image": MetaTensor(image, affine=torch.as_tensor(affine))})["image"]
     batch = preprocessed.as_tensor().unsqueeze(0).to(model.device)
+    if model.guidance is not None:  # a guided model without clicks: empty click maps and prior, as it was trained
+        batch = torch.cat([batch, batch.new_zeros((1, GUIDED_EXTRA_CHANNELS, *batch.shape[2:]))], dim=1)
     run, strategy = network_runner(model, options, native, tuple(batch.shape[1:]))
     announce(strategy)
     activation = model.activation(options)

@@ -43,6 +43,7 @@ import torch
 
 from BratsUNetLib import __version__
 from BratsUNetLib.config.loading import config_for_checkpoint, load_config
+from BratsUNetLib.config.validation import image_channel_count
 from BratsUNetLib.errors import CheckpointError, ConfigError
 from BratsUNetLib.modalities import MODALITIES
 from BratsUNetLib.fileio import atomic_path
@@ -123,10 +124,10 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, *, config
     objects or their state_dicts. ``rng_state`` is typically :func:`capture_rng_state`'s result.
     """
     config = load_config(config_for_checkpoint(config))
-    in_channels = config["model"].get("in_channels")
+    in_channels = image_channel_count(config)  # a guided model's click channels are not images
     if isinstance(in_channels, int) and len(channels) != in_channels:
         raise CheckpointError(f"{len(channels)} channel names ({', '.join(channels)}) given for a network with "
-                              f"model.in_channels {in_channels}; give one name per input channel.")
+                              f"{in_channels} image channels; give one name per input channel.")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -374,8 +375,7 @@ def _read_description(path: str | os.PathLike, config: str | os.PathLike | Mappi
         "format": content["format"],
         "source": str(path),
         "config": config,
-        "channels": _names(content.get("channels"), config["model"].get("in_channels"), DEFAULT_CHANNELS,
-                           "channel"),
+        "channels": _names(content.get("channels"), image_channel_count(config), DEFAULT_CHANNELS, "channel"),
         "regions": _names(content.get("regions"), config["model"].get("out_channels"), DEFAULT_REGIONS, "output"),
         "training": dict(content.get("training") or {}),
         "parameters": count_stored_parameters(content["state_dict"]),

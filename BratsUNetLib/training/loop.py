@@ -38,6 +38,7 @@ from BratsUNetLib.training.lock import RunLock
 from BratsUNetLib.training.files import BEST_FILENAME, MODEL_FILENAME
 from BratsUNetLib.training.state import TrainingRun
 from BratsUNetLib.training.log import dice_column
+from BratsUNetLib.training.samples import derive_seed
 from BratsUNetLib.training.settings import TrainingSettings
 from BratsUNetLib.training.setup import CheckedConfig, check_training_config, discretize
 from BratsUNetLib.config.loading import filename_groups
@@ -191,6 +192,9 @@ def _train_epoch(run: TrainingRun, epoch: int, cancel: CancelToken, clock: RunCl
             computing = time.perf_counter()
             image = batch["image"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
+            if run.guided is not None:  # a guided model: simulated clicks on its own prediction
+                image = run.guided.with_simulated_clicks(network, image, label,
+                                                         derive_seed(run.seed, epoch, iteration, step))
             run.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=run.use_amp):
                 loss = run.loss(network(image), label)
@@ -236,6 +240,8 @@ def _validate(run: TrainingRun) -> tuple[float, dict[str, float]]:
     with torch.no_grad():
         for batch in run.validation_loader:
             image, label = batch["image"].to(device), batch["label"].to(device)
+            if run.guided is not None:  # validated as it segments without clicks
+                image = run.guided.automatic(image)
             with torch.autocast(device_type=device.type, enabled=run.use_amp):
                 output = run.inferer(image, network) if run.inferer is not None else network(image)
                 loss = run.loss(output, label)

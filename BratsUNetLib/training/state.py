@@ -28,7 +28,8 @@ import torch
 from monai.utils import set_determinism
 
 from BratsUNetLib.cancel import CancelToken
-from BratsUNetLib.config.loading import activation_of, dataset_options, training_options
+from BratsUNetLib.config.loading import activation_of, dataset_options, guidance_options, training_options
+from BratsUNetLib.config.validation import image_channel_count
 from BratsUNetLib.data.cache import PreparedCases
 from BratsUNetLib.data.cases import CaseSource, check_cases, file_cases
 from BratsUNetLib.errors import BratsUNetError
@@ -44,6 +45,7 @@ from BratsUNetLib.training.lock import RunLock
 from BratsUNetLib.training.log import TrainingLog, dice_column
 from BratsUNetLib.training.samples import EpochSampler, SampleDataset, make_loader, write_examples
 from BratsUNetLib.training.settings import TrainingSettings
+from BratsUNetLib.training.guided import GuidedInputs
 from BratsUNetLib.training.setup import (build_inferer, build_loss, build_optimizer, build_scheduler, channel_names,
                                          output_names, step_scheduler)
 
@@ -86,7 +88,7 @@ class TrainingRun:
     def setup(self, cases: Sequence[CaseSource] | None, validation_cases: Sequence[CaseSource] | None,
               cancel: CancelToken | None = None) -> None:
         model_block = self.config["model"]
-        in_channels = model_block.get("in_channels")
+        in_channels = image_channel_count(self.config)  # a guided model's click channels come from no file
         if cases is None:
             cases = file_cases(self.config.get("training_filenames") or [], "training")
         if validation_cases is None and self.config.get("validation_filenames"):
@@ -208,6 +210,8 @@ class TrainingRun:
         self.scheduler = build_scheduler(self.config, self.optimizer)
         self.inferer = build_inferer(self.config)
         self.activation = activation_of(self.config)
+        guidance = guidance_options(self.config)
+        self.guided = GuidedInputs(guidance, self.activation) if guidance is not None else None
         self.use_amp = bool(self.options["amp"]) and device.type == "cuda"
         if self.options["amp"] and not self.use_amp:
             self.reporter.message(f"training.amp applies to CUDA GPUs only; training in float32 on {device.type}.")

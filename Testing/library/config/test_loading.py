@@ -10,8 +10,9 @@ import pytest
 
 from BratsUNetLib.cli.main import main
 from BratsUNetLib.config.allowlists import resolve_name
-from BratsUNetLib.config.loading import config_for_checkpoint, dataset_options, load_config, training_options
-from BratsUNetLib.config.validation import validate_config
+from BratsUNetLib.config.loading import (config_for_checkpoint, dataset_options, guidance_options, load_config,
+                                         training_options)
+from BratsUNetLib.config.validation import image_channel_count, validate_config
 from BratsUNetLib.errors import ConfigError
 
 # The original's BraTS 2020 example config, unmodified (the project's shared specification).
@@ -494,3 +495,36 @@ def test_a_config_that_is_not_a_regular_file_is_refused_without_opening_it(tmp_p
     expected = "a named pipe (FIFO)" if kind == "fifo" else "a folder"
     with pytest.raises(ConfigError, match=rf"is {re.escape(expected)}, not a regular file; give the path of"):
         load_config(path)  # a FIFO would block here if it were opened
+
+
+# ------------------------------------------------------------------------------------------------ guidance
+
+def guided_config() -> dict:
+    config = small_config()
+    config["model"]["in_channels"] = 13  # 4 images, 6 click maps, 3 prior regions
+    config["guidance"] = {"sigma": 2.5, "margin": 12}
+    return config
+
+
+def test_a_guided_config_takes_its_images_and_the_guidance_channels():
+    config = load_config(guided_config())
+    assert guidance_options(config)["sigma"] == 2.5 and guidance_options(config)["max_edge"] == 64  # a default
+    assert image_channel_count(config) == 4 and image_channel_count(small_config()) == 4
+    assert guidance_options(small_config()) is None
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: c["guidance"].update(sigma=0), "guidance.sigma: 0 is not valid; expected a positive number"),
+    (lambda c: c["guidance"].update(clicks=3), "guidance.clicks: unknown key"),
+    (lambda c: c["guidance"].update(no_click_fraction=1.5), "guidance.no_click_fraction: 1.5 is not valid"),
+    (lambda c: c["model"].update(in_channels=4), "model.in_channels: 4 leaves no image channel"),
+    (lambda c: c["model"].update(out_channels=4), "a guided model predicts the 3 regions WT, TC and ET"),
+    (lambda c: c["dataset"].update(setup_label_hierarchy=False), "dataset.setup_label_hierarchy: a guided model"),
+    (lambda c: c["training_filenames"][0].update(image=["a.nii.gz"] * 13),
+     "13 images given but the guided network takes 4 (model.in_channels less 9 guidance channels)"),
+])
+def test_a_guided_config_that_cannot_work_is_refused_naming_the_key(change, expected):
+    config = guided_config()
+    change(config)
+    problems = validate_config(config)
+    assert any(expected in problem for problem in problems), problems

@@ -13,13 +13,14 @@ import tempfile
 import BratsUNetSlicer  # noqa: F401  (puts the bundled library on sys.path)
 import slicer
 import vtk
-from BratsUNetSlicer import cases, dependencies, sample_data, scene_io, segment, testing, training
+from BratsUNetSlicer import cases, dependencies, refinement, sample_data, scene_io, segment, testing, training
 from BratsUNetSlicer.messages import user_errors
 from BratsUNetSlicer.models import ModelRegistry
 from BratsUNetSlicer.panel_binding import ParameterBinding
 from BratsUNetSlicer.panel_dependencies import DependenciesSection
 from BratsUNetSlicer.panel_inputs import InputsSection
 from BratsUNetSlicer.panel_model import ModelSection
+from BratsUNetSlicer.panel_refine import RefineSection
 from BratsUNetSlicer.panel_results import ResultsSection
 from BratsUNetSlicer.panel_training import TrainingSection
 from BratsUNetSlicer.parameters import BratsUNetParameterNode, wrap
@@ -68,8 +69,8 @@ class BratsUNet(ScriptedLoadableModule):
 class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: every value lives in the parameter node; the logic does the work in a worker process.
 
-    Each section of the panel is one object of ``BratsUNetSlicer.panel_*`` (model, case inputs, training,
-    results, dependencies); this class builds them and follows the scene and the parameter node.
+    Each section of the panel is one object of ``BratsUNetSlicer.panel_*`` (model, case inputs, refinement,
+    training, results, dependencies); this class builds them and follows the scene and the parameter node.
     """
 
     def __init__(self, parent=None) -> None:
@@ -83,6 +84,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.inputs: InputsSection | None = None
         self.training: TrainingSection | None = None
         self.results: ResultsSection | None = None
+        self.refine: RefineSection | None = None
         self.dependencies: DependenciesSection | None = None
 
     def setup(self) -> None:
@@ -96,6 +98,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.inputs = InputsSection(self)
         self.training = TrainingSection(self)
         self.results = ResultsSection(self)
+        self.refine = RefineSection(self)
         self.dependencies = DependenciesSection(self)
         self.binding = ParameterBinding(self.ui, self.updateParameterNodeFromGUI)
 
@@ -112,6 +115,8 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         if self.results is not None:
             self.results.stop()
+        if self.refine is not None:
+            self.refine.stop()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -166,6 +171,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # The last result's volumes, in the panel; no empty table before the first result.
             self.ui.volumesTableView.setMRMLTableNode(parameters.volumesTable)
             self.ui.volumesTableView.visible = parameters.volumesTable is not None
+            self.refine.follow(parameters)  # the point lists chosen now are the ones whose points refine
             self.updateButtons()
         finally:
             self.binding.updating = False
@@ -182,6 +188,7 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters, running = self.parameters, self.results.runningKinds
         self.inputs.updateButtons(parameters, running)
         self.training.updateButtons(parameters, running)
+        self.refine.updateButtons(parameters, running)
 
 
 class BratsUNetLogic(ScriptedLoadableModuleLogic):
@@ -266,6 +273,32 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
             device=parameters.device, nativeResolution=parameters.nativeResolution,
             testTimeAugmentation=parameters.testTimeAugmentation, labelScheme=parameters.labelScheme,
             probabilityMaps=parameters.probabilityMaps, show3D=parameters.show3D, wait=wait, onEvent=onEvent)
+
+    @user_errors
+    def refine(self, segmentationNode, addPoints=None, removePoints=None, model: str = "", *, region: str = "WT",
+               device: str = "auto", wait: bool = False, onEvent=None):
+        """Correct a BratsUNet result with clicks: ``addPoints`` are in ``region`` (WT, TC or ET), ``removePoints``
+        are not (Markups point lists, or (R, A, S) triples in mm). A guided ``model`` (trained with a "guidance"
+        block in its config; default: the model that made the segmentation) recomputes a box around the points,
+        and ``segmentationNode`` is refilled in place; the rest of it keeps its labels. With ``wait=True``
+        returns the node, else the running job."""
+        self._requireIdle(self.worker)
+        self._requireDependencies()
+        model = model or (segmentationNode.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentationNode else "") or ""
+        if not model:
+            raise BratsUNetError(_("No model chosen; give the path of a guided model (.pth)."))
+        job = refinement.start(self.worker, segmentationNode, model, refinement.points_of(addPoints),
+                               refinement.points_of(removePoints), region, dependencies.device_argument(device),
+                               onEvent)
+        return self.waitFor(job)["segmentation"] if wait else job
+
+    @user_errors
+    def refineWithParameters(self, parameters: BratsUNetParameterNode, wait: bool = False, onEvent=None):
+        """:meth:`refine` of the output segmentation with the panel's point lists, region and selected model
+        (what Refine does, and each placed point when "Refine as points are placed" is ticked)."""
+        return self.refine(parameters.outputSegmentation, parameters.refineAdd, parameters.refineRemove,
+                           model=parameters.modelPath, region=parameters.refineRegion, device=parameters.device,
+                           wait=wait, onEvent=onEvent)
 
     # -- training -----------------------------------------------------------------------------------------------
 
@@ -360,7 +393,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         """Point the parameter node at what a finished job made (output nodes, the new model)."""
         if job.result.get("segmentation") is not None:
             parameters.outputSegmentation = job.result["segmentation"]
-            parameters.volumesTable = job.result["table"]
+            parameters.volumesTable = job.result.get("table")
         if job.result.get("model"):
             parameters.modelPath = job.result["model"]
             parameters.trainingTable = job.result["table"]

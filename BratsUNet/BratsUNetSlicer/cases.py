@@ -241,11 +241,14 @@ def export_case(case: TrainingCase, folder: str | Path, scheme: str = "brats2020
     case_dir.mkdir(parents=True, exist_ok=True)
     images = [str(scene_io.input_file(case.volumes[modality], case_dir / f"{name}_{modality}.nii.gz"))
               for modality in scene_io.MODALITIES]
-    reference = case.volumes["flair"]
+    label_path = write_label_map(labels, case.volumes["flair"], case_dir / f"{name}_seg.nii.gz")
+    return {"image": images, "label": str(label_path)}
+
+
+def write_label_map(labels: np.ndarray, reference: Any, path: str | Path) -> Path:
+    """Write ``labels`` (Slicer's K, J, I order, on ``reference``'s grid) as a NIfTI label map, as Slicer saves it."""
     label_node = slicer.vtkMRMLLabelMapVolumeNode()  # outside the scene: nothing is added to it
     label_node.CopyOrientation(reference)
-    image = vtk.vtkImageData()
-    label_node.SetAndObserveImageData(image)
+    label_node.SetAndObserveImageData(vtk.vtkImageData())
     slicer.util.updateVolumeFromArray(label_node, labels)
-    label_path = scene_io.export_volume(label_node, case_dir / f"{name}_seg.nii.gz")
-    return {"image": images, "label": str(label_path)}
+    return scene_io.export_volume(label_node, path)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from slicer import vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode,
+                    vtkMRMLTableNode)
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 MODULE_NAME = "BratsUNet"
@@ -36,6 +37,12 @@ class BratsUNetParameterNode:
     brats2021Labels: bool = False
     probabilityMaps: bool = False
     show3D: bool = True
+
+    # Refining the output segmentation with clicks (a guided model: the selected one).
+    refineAdd: vtkMRMLMarkupsFiducialNode
+    refineRemove: vtkMRMLMarkupsFiducialNode
+    refineRegion: str = "WT"
+    refineOnPlace: bool = True
 
     # Training.
     trainingFolder: str = ""
@@ -118,6 +125,10 @@ WIDGETS = {
     "brats2021Labels": "brats2021LabelsCheckBox",
     "probabilityMaps": "probabilityMapsCheckBox",
     "show3D": "show3DCheckBox",
+    "refineAdd": "refineAddSelector",
+    "refineRemove": "refineRemoveSelector",
+    "refineRegion": "refineRegionComboBox",
+    "refineOnPlace": "refineOnPlaceCheckBox",
     "trainingFolder": "trainingFolderLineEdit",
     "epochs": "epochsSpinBox",
     "learningRate": "learningRateSpinBox",

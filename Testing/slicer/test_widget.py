@@ -18,8 +18,9 @@ import slicer
 from BratsUNetSlicer.parameters import WIDGETS
 from slicer.util import VTKObservationMixin
 
-NODE_FIELDS = ("flair", "t1", "t1ce", "t2", "outputSegmentation", "volumesTable")
-FLAG_FIELDS = ("nativeResolution", "testTimeAugmentation", "brats2021Labels", "probabilityMaps", "fineTune")
+NODE_FIELDS = ("flair", "t1", "t1ce", "t2", "outputSegmentation", "volumesTable", "refineAdd", "refineRemove")
+FLAG_FIELDS = ("nativeResolution", "testTimeAugmentation", "brats2021Labels", "probabilityMaps", "fineTune",
+               "show3D", "refineOnPlace")
 COUNT_FIELDS = ("epochs", "batchSize", "patchSize", "validationCases", "seed")
 
 
@@ -185,3 +186,36 @@ def test_adding_the_correction_sets_the_panel_for_one_fine_tuning_path(widget, s
     panel.updateGUIFromParameterNode()
     assert ui.networkSizeComboBox.visible is False  # fine-tuning keeps the model's network
     assert not ui.addCorrectedCaseButton.enabled  # nothing is the output any more
+
+
+def test_a_point_placed_refines_the_output_when_asked_and_refine_waits_for_a_running_segmentation(widget, scene,
+                                                                                                 monkeypatch):
+    panel, ui = widget
+    panel.enter()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    add = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "add")
+    started = []
+    monkeypatch.setattr(panel.results, "startOrCancel", lambda kind, failure, start: started.append(kind))
+    panel.parameters.outputSegmentation, panel.parameters.refineAdd = segmentation, add
+    panel.parameters.modelPath = "/models/guided.pth"
+    assert ui.refineButton.enabled
+    add.AddControlPoint(1.0, 2.0, 3.0)  # a point placed (in a view, or by a script)
+    assert started == ["segment"]
+    add.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)  # a point dragged and dropped
+    assert started == ["segment", "segment"]
+    panel.parameters.refineOnPlace = False
+    add.AddControlPoint(4.0, 5.0, 6.0)
+    assert len(started) == 2
+    panel.refine.onRefine()  # the button
+    assert len(started) == 3
+    panel.parameters.refineAdd = None  # a list no longer chosen is no longer followed
+    panel.parameters.refineOnPlace = True
+    add.AddControlPoint(7.0, 8.0, 9.0)
+    assert len(started) == 3
+    # While a segmentation (or refinement) runs, a placed point waits instead of cancelling it.
+    panel.parameters.refineAdd = add
+    monkeypatch.setattr(type(panel.results), "runningKinds", property(lambda self: {"segment"}))
+    add.AddControlPoint(1.0, 1.0, 1.0)
+    assert len(started) == 3
+    panel.updateButtons()
+    assert not ui.refineButton.enabled

@@ -109,3 +109,24 @@ def test_a_segmentation_of_another_grid_is_refused(models, case, tmp_path, capsy
     argv[argv.index("--segmentation") + 1] = str(moved)
     assert main(argv) == 2
     assert "is not on the grid of --flair" in capsys.readouterr().err
+
+
+def test_a_long_lived_process_reads_and_prepares_a_case_once_for_its_clicks(models, case, tmp_path, monkeypatch):
+    """The Slicer worker runs one refine per click on the same files: the second click reads nothing again, and
+    a changed file is read again."""
+    import BratsUNetLib.cli.refine as command
+
+    reads = []
+    real = command.read_case
+    monkeypatch.setattr(command, "read_case", lambda paths: reads.append(paths) or real(paths))
+    command._last_case.clear()
+    point = _point(case["affine"], (16, 18, 14))
+    first, second = tmp_path / "first.nii.gz", tmp_path / "second.nii.gz"
+    assert main(_argv(models, case, first, "--add", point)) == 0
+    assert main(_argv(models, case, second, "--add", point)) == 0
+    assert len(reads) == 1
+    np.testing.assert_array_equal(np.asarray(nib.load(str(first)).dataobj), np.asarray(nib.load(str(second)).dataobj))
+    image = nib.load(str(case["t2"]))
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj) + 1, image.affine), str(case["t2"]))  # the T2 changed
+    assert main(_argv(models, case, tmp_path / "third.nii.gz", "--add", point)) == 0
+    assert len(reads) == 2

@@ -113,8 +113,6 @@ class BratsUNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.removeObservers()
-        if self.results is not None:
-            self.results.stop()
         if self.refine is not None:
             self.refine.stop()
 

@@ -9,6 +9,7 @@ import slicer
 from slicer.i18n import tr as _
 from slicer.util import VTKObservationMixin
 
+# BratsUNetLib.data.labels names the regions too, but it needs scipy, which a fresh Slicer installs only later.
 REGION_CHOICES = ((_("Whole tumor (WT)"), "WT"), (_("Tumor core (TC)"), "TC"), (_("Enhancing tumor (ET)"), "ET"))
 # A point placed, or moved and dropped: what a click means here (not every step of a drag).
 POINT_EVENTS = (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-import qt
 import slicer
 from BratsUNetSlicer import results, training
 from BratsUNetSlicer.worker import Job
@@ -14,7 +13,6 @@ from slicer.i18n import tr as _
 
 log = logging.getLogger(__name__)
 
-POLL_MSEC = 200  # how often the panel looks at the running job's output
 PROGRESS_STEPS = 1000  # the progress bar's range for a fraction: 0.1 % steps
 
 
@@ -31,8 +29,8 @@ def time_left(seconds: Any) -> str:
 
 class ResultsSection:
     """The running jobs, one segmentation and one training at a time (they run side by side, in workers of their
-    own): polls them with a ``qt.QTimer`` (the GUI thread never waits), shows each one's events in its section's
-    bar and status, and on success points the parameter node at its outputs.
+    own): Slicer's event loop moves them (``jobs.start_job``, so the GUI thread never waits); this section shows
+    each one's events in its section's bar and status, and on success points the parameter node at its outputs.
 
     ``panel`` is the module widget (``ui``, ``logic``, ``parameters``, ``models``, ``dependencies``,
     ``updateButtons``).
@@ -44,9 +42,6 @@ class ResultsSection:
         self.panel = panel
         self.ui = panel.ui
         self.jobs: dict[str, Job] = {}  # kind -> its latest job
-        self.timer = qt.QTimer()
-        self.timer.setInterval(POLL_MSEC)
-        self.timer.connect("timeout()", self.onPollJob)
         self.ui.show3DCheckBox.connect("toggled(bool)", self.onShow3DToggled)
 
     def onShow3DToggled(self, shown: bool) -> None:
@@ -63,9 +58,6 @@ class ResultsSection:
     @property
     def runningKinds(self) -> set[str]:
         return {kind for kind in self.KINDS if self.isRunning(kind)}
-
-    def stop(self) -> None:
-        self.timer.stop()
 
     def startOrCancel(self, kind: str, failure: str, start: Callable[[Callable[[dict], None]], Job]) -> None:
         """A job button: cancels the running job of ``kind``, else starts ``start(onEvent)`` once the dependencies
@@ -90,15 +82,9 @@ class ResultsSection:
         if job.result.get("chart") is not None:  # training: follow the curves as epochs end
             slicer.modules.plots.logic().ShowChartInLayout(job.result["chart"])
         self.panel.updateButtons()
-        self.timer.start()
-
-    def onPollJob(self) -> None:
-        for kind, job in list(self.jobs.items()):
-            if job.finished or not job.poll():
-                continue
-            self._finished(kind, job)
-        if not self.runningKinds:
-            self.timer.stop()
+        # The event loop's timer (jobs.start_job) hands the job its events and its end, as it does for a job
+        # started from the console: the section only listens.
+        job.onFinished(lambda finished: self._finished(kind, finished))
 
     def _finished(self, kind: str, job: Job) -> None:
         bar = self._bar(kind)

@@ -22,7 +22,7 @@ from BratsUNetSlicer.jobs import start_job, temporary_folder
 from BratsUNetSlicer.transaction import SceneTransaction
 from BratsUNetSlicer.worker import Job, WorkerClient
 
-REGIONS = ("WT", "TC", "ET")
+REGIONS = ("WT", "TC", "ET")  # BratsUNetLib.data.labels.REGIONS, which needs scipy: not imported at module load
 
 
 def points_of(points: Any) -> list[tuple[float, float, float]]:

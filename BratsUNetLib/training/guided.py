@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from BratsUNetLib.config.validation import GUIDED_EXTRA_CHANNELS
+from BratsUNetLib.data.labels import REGIONS
 from BratsUNetLib.guidance import click_in, guided_input, largest_error
+from BratsUNetLib.training.setup import discretize
 
 
 class GuidedInputs:
@@ -38,11 +40,7 @@ class GuidedInputs:
         rng = np.random.default_rng(seed)
         automatic = self.automatic(image)
         with torch.no_grad():
-            logits = network(automatic)
-        if self.activation == "sigmoid":
-            predicted = torch.sigmoid(logits) > 0.5
-        else:
-            predicted = logits > 0
+            predicted = discretize(network(automatic), self.activation) > 0.5
         inputs = []
         for sample in range(image.shape[0]):
             if rng.random() < float(self.guidance["no_click_fraction"]):
@@ -57,7 +55,7 @@ class GuidedInputs:
                     break
                 component, region, positive = error
                 clicks.append(click_in(component, region, positive, rng=rng))
-                channel = ("WT", "TC", "ET").index(region)
+                channel = REGIONS.index(region)
                 corrected[channel][component] = reference[channel][component]  # this error is the user's no more
             guided = guided_input(image[sample].detach().cpu().numpy(), prior, clicks,
                                   sigma=float(self.guidance["sigma"]))

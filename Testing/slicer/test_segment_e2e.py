@@ -139,7 +139,7 @@ def test_background_segmentation_streams_progress_and_refills_the_output(scene, 
     seen = []
 
     job = logic.segmentWithParameters(parameters, onEvent=seen.append)
-    finish(job)  # handles the events as they come, as the panel's timer does, until "done"
+    finish(job)  # handles the events as they come, as the event loop's timer does in Slicer, until "done"
 
     assert job.state == "succeeded", job.error
     kinds = [event["event"] for event in seen]

@@ -219,3 +219,23 @@ def test_a_point_placed_refines_the_output_when_asked_and_refine_waits_for_a_run
     assert len(started) == 3
     panel.updateButtons()
     assert not ui.refineButton.enabled
+
+
+def test_the_panel_hears_of_a_job_that_something_else_finished(widget, fake_worker_command):
+    """Inside Slicer the event loop's timer (jobs.start_job) hands a job its events and its end, whoever
+    started it: the section shows the outcome and frees its button."""
+    from BratsUNetSlicer.worker import WorkerClient
+    from jobwait import finish
+
+    panel, ui = widget
+    panel.enter()
+    client = WorkerClient(fake_worker_command)
+    try:
+        job = client.submit(["events", "2"])
+        panel.results.startJob("train", job)
+        assert ui.trainButton.text == "Cancel"
+        finish(job)  # polled to its end by someone other than the panel (here: a wait)
+        assert ui.trainingStatusLabel.text == "Done."
+        assert ui.trainButton.text == "Train" and "train" not in panel.results.runningKinds
+    finally:
+        client.close()

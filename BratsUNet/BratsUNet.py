@@ -232,13 +232,15 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
 
     @user_errors
     def segment(self, flair=None, t1=None, t1ce=None, t2=None, model: str = "", *, config: str = "",
-                outputSegmentation=None, volumesTable=None, device: str = "auto", nativeResolution: bool = False,
-                testTimeAugmentation: bool = False, labelScheme: str = "brats2020", probabilityMaps: bool = False,
-                show3D: bool = True, wait: bool = False, onEvent=None):
+                outputSegmentation=None, volumesTable=None, device: str = "auto", precision: str = "",
+                nativeResolution: bool = False, testTimeAugmentation: bool = False, labelScheme: str = "brats2020",
+                probabilityMaps: bool = False, show3D: bool = True, wait: bool = False, onEvent=None):
         """Segment the tumour in the four volumes with the checkpoint ``model``.
 
         ``config`` is needed only for an original 3DUnetCNN checkpoint. ``outputSegmentation`` /
         ``volumesTable`` are refilled when given, else created. ``device`` is auto, cpu, gpu, cuda or mps.
+        ``precision`` is ``bratsunet segment --precision``: "" (fp32; mixed precision on a GPU), "bf16" (CPUs with
+        bf16 units, or a GPU) or "int8" (CPU; the model is quantized once, then kept compiled by the worker).
         ``nativeResolution`` runs the network without resizing (``bratsunet segment --native``: in one pass
         when it fits in the free memory, else in sliding windows).
         ``labelScheme`` "brats2021" labels enhancing tumour 3 instead of 4 (segment "Enhancing tumor (label 3)").
@@ -255,7 +257,8 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         description = self.models.describe(model, config)
         self.models.add(model, config)
         options = segment.SegmentationOptions(
-            device=dependencies.device_argument(device), native_resolution=nativeResolution,
+            device=dependencies.device_argument(device), precision=precision or None,
+            native_resolution=nativeResolution,
             tta=testTimeAugmentation, scheme=labelScheme, probability_maps=probabilityMaps, show_3d=show3D)
         job = segment.start(self.worker, inputs, model, config, list(description["channels"]),
                             list(description["regions"]), options, outputSegmentation, volumesTable, onEvent,
@@ -268,7 +271,7 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         return self.segment(
             **parameters.inputs, model=parameters.modelPath, config=parameters.modelConfigPath,
             outputSegmentation=parameters.outputSegmentation, volumesTable=parameters.volumesTable,
-            device=parameters.device, nativeResolution=parameters.nativeResolution,
+            device=parameters.device, precision=parameters.precision, nativeResolution=parameters.nativeResolution,
             testTimeAugmentation=parameters.testTimeAugmentation, labelScheme=parameters.labelScheme,
             probabilityMaps=parameters.probabilityMaps, show3D=parameters.show3D, wait=wait, onEvent=onEvent)
 

@@ -24,8 +24,11 @@ from pathlib import Path
 
 import benchlib
 
-OPTIONS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "amp", "auto")
-QUICK_OPTIONS = ("eager", "channels_last", "onnxruntime", "openvino", "amp", "auto")
+# <backend>-<precision> runs the backend at a reduced --precision (bf16 and amp only where the CPU has bf16 units).
+OPTIONS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8", "amp",
+           "auto")
+QUICK_OPTIONS = ("eager", "channels_last", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8", "amp", "auto")
+BF16_OPTIONS = ("amp", "openvino-bf16")
 DICE_NEEDED = 0.999
 
 
@@ -35,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--network", choices=sorted(benchlib.NETWORK_FILTERS), help="default: brats (quick: small)")
     parser.add_argument("--shape", type=int, help="edge of the cubic input (default 128, quick 96)")
     parser.add_argument("--repeats", type=int, help="timed runs per option (default 3, quick 2)")
-    parser.add_argument("--options", help=f"comma-separated, from {','.join(OPTIONS)} (default: all; amp only "
-                                          "where the CPU has bf16 units)")
+    parser.add_argument("--options", help=f"comma-separated, from {','.join(OPTIONS)} (default: all; "
+                                          f"{', '.join(BF16_OPTIONS)} only where the CPU has bf16 units)")
     parser.add_argument("--sgemm-size", type=int, help="matrix edge of the SGEMM reference (default 4096, quick 2048)")
     parser.add_argument("--fma-units", type=int, default=2, help="FMA units per core for the peak (default 2)")
     parser.add_argument("--clock-ghz", type=float, help="CPU clock for the peak (default: read from the system)")
@@ -50,17 +53,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_input(shape: int, path: Path) -> None:
+def phantom_input(shape: int, seed: object = 0):
     """A phantom case of ``shape``³ voxels, z-scored per channel as the model's preprocessing does: (1, 4, S, S, S)."""
     import numpy as np
 
     from BratsUNetLib.phantoms.generate import MODALITIES, generate_case
 
-    case = generate_case((shape, shape, shape), seed=0)
+    case = generate_case((shape, shape, shape), seed=seed)
     image = np.stack([case.images[name] for name in MODALITIES]).astype(np.float32)
     flat = image.reshape(len(image), -1)
     image = (image - flat.mean(1)[:, None, None, None]) / flat.std(1)[:, None, None, None]
-    np.save(path, image[None].astype(np.float32))
+    return image[None].astype(np.float32)
+
+
+def make_input(shape: int, path: Path) -> None:
+    import numpy as np
+
+    np.save(path, phantom_input(shape))
+
+
+def calibration(shape) -> list:
+    """int8's calibration inputs: other phantoms than the measured one, as many as bratsunet segment uses."""
+    from BratsUNetLib.inference.calibration import CALIBRATION_CASES, CALIBRATION_SEED
+
+    return [phantom_input(int(shape[-1]), (CALIBRATION_SEED, index)) for index in range(CALIBRATION_CASES)]
 
 
 def child(args: argparse.Namespace) -> None:
@@ -78,8 +94,10 @@ def child(args: argparse.Namespace) -> None:
     batch = torch.from_numpy(np.load(workdir / "input.npy"))
     rss_before = benchlib.own_rss_mb()
     start = time.perf_counter()
-    runner = backends.prepare(network, tuple(batch.shape), backend=option, cache_dir=workdir / "cache",
-                              log=lambda text: print(text, file=sys.stderr))
+    backend, _, precision = option.partition("-")
+    runner = backends.prepare(network, tuple(batch.shape), backend=backend, cache_dir=workdir / "cache",
+                              log=lambda text: print(text, file=sys.stderr), precision=precision or None,
+                              calibration=calibration)
     logits = runner(batch)
     first_call = time.perf_counter() - start
     times = []
@@ -88,7 +106,7 @@ def child(args: argparse.Namespace) -> None:
         logits = runner(batch)
         times.append(time.perf_counter() - start)
     np.save(workdir / f"logits-{option}.npy", logits.float().numpy())
-    print(json.dumps({"times_s": times, "first_call_s": first_call, "backend": runner.backend,
+    print(json.dumps({"times_s": times, "first_call_s": first_call, "backend": runner.description,
                       "rss_before_mb": rss_before, "peak_rss_mb": benchlib.own_peak_rss_mb()}))
 
 
@@ -119,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         options = [name.strip() for name in args.options.split(",") if name.strip()]
     else:
         options = [name for name in (QUICK_OPTIONS if args.quick else OPTIONS)
-                   if name != "amp" or info["bf16_hardware"]]
+                   if name not in BF16_OPTIONS or info["bf16_hardware"]]
     options = ["eager"] + [name for name in options if name != "eager"]  # eager is the reference
     block = benchlib.model_block(args.network)
     shape = (1, 4, args.shape, args.shape, args.shape)

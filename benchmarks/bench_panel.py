@@ -11,8 +11,9 @@
   job in the module's worker process, importing the segmentation and the volumes table. The first call starts the
   worker (``cold``); later calls find it running (``warm``), as every Apply after the first in a Slicer session.
 
-Both use ``--backend auto`` (the panel passes no backend: the worker's default is the command line's). Reported:
-median wall time of each, and warm panel / command line. Results: benchmarks/results/panel[-quick].json.
+Both use ``--backend auto`` (the panel passes no backend: the worker's default is the command line's) and the
+``--precision`` given here (the panel's Precision choice; default fp32). Reported: median wall time of each, and
+warm panel / command line. Results: benchmarks/results/panel[-PRECISION][-quick].json (no suffix for fp32).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small network, small case, one round")
     parser.add_argument("--repeats", type=int, help="rounds (default 3, quick 1)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                        help="the --precision of both paths (default fp32)")
     args = parser.parse_args(argv)
     args.network = "small" if args.quick else "brats"
     args.case_shape = (96, 96, 64) if args.quick else (240, 240, 155)
@@ -55,9 +58,10 @@ def setup(work: Path, args: argparse.Namespace) -> dict:
     return {"images": {name: str(paths[name]) for name in MODALITIES}, "model": str(model)}
 
 
-def command_line_run(work: Path, files: dict, index: int) -> float:
+def command_line_run(work: Path, files: dict, index: int, precision: str) -> float:
     argv = [benchlib.python(), "-m", "BratsUNetLib", "segment", "--model", files["model"],
-            "--output", work / f"labels-cli-{index}.nii.gz", "--progress", "none", "--overwrite"]
+            "--output", work / f"labels-cli-{index}.nii.gz", "--progress", "none", "--overwrite",
+            *(["--precision", precision] if precision != "fp32" else [])]
     for name, path in files["images"].items():
         argv += [f"--{name}", path]
     return benchlib.run_measured(argv)["wall_s"]
@@ -85,23 +89,26 @@ def main(argv: list[str] | None = None) -> int:
         volumes = {name: scene_io.load_volume(path, f"{CASE_ID}_{name}") for name, path in files["images"].items()}
         logic = module.BratsUNetLogic()
         try:
-            command_line_run(work, files, -1)  # untimed: fills the export cache and the file cache for both
+            # Untimed: fills the export cache (int8: quantizes) and the file cache for both paths.
+            command_line_run(work, files, -1, args.precision)
             panel, cli = [], []
             for index in range(args.repeats + 1):  # the panel's first run is its cold one
                 start = time.perf_counter()
-                logic.segment(**volumes, model=files["model"], device="cpu", wait=True)
+                logic.segment(**volumes, model=files["model"], device="cpu", wait=True,
+                              precision="" if args.precision == "fp32" else args.precision)
                 panel.append(time.perf_counter() - start)
                 if index < args.repeats:
-                    cli.append(command_line_run(work, files, index))
+                    cli.append(command_line_run(work, files, index, args.precision))
         finally:
             logic.worker.close()
     warm, line = benchlib.median(panel[1:]), benchlib.median(cli)
     payload = {"machine": benchlib.machine(), "versions": benchlib.versions(), "network": args.network,
                "case_shape": list(args.case_shape), "desired_shape": args.desired_shape,
-               "panel_cold_s": panel[0], "panel_warm_s": panel[1:], "command_line_s": cli,
+               "precision": args.precision, "panel_cold_s": panel[0], "panel_warm_s": panel[1:], "command_line_s": cli,
                "panel_warm_median_s": warm, "command_line_median_s": line,
                "warm_panel_over_command_line": warm / line if warm and line else None}
-    path = benchlib.write_results("panel", payload, args.quick)
+    name = "panel" if args.precision == "fp32" else f"panel-{args.precision}"
+    path = benchlib.write_results(name, payload, args.quick)
     print(json.dumps({key: payload[key] for key in ("panel_cold_s", "panel_warm_median_s", "command_line_median_s",
                                                      "warm_panel_over_command_line")}, indent=1))
     print(f"Results: {path}")

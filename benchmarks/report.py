@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Render the inference benchmark results as the tables of benchmarks/README.md.
 
-    python benchmarks/report.py           # from results/{network,segment,strategies}.json (full runs)
+    python benchmarks/report.py           # from results/{network,segment,strategies,precision}.json (full runs)
     python benchmarks/report.py --quick   # from the *-quick.json files
 
 Only the text between the ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers is replaced
-(NAME = machine, network, segment, strategies); the rest of the README is left as it is.
+(NAME = machine, network, segment, strategies, precision); the rest of the README is left as it is.
 """
 
 from __future__ import annotations
@@ -108,12 +108,44 @@ def segment_table(result: dict) -> str:
     cold = result["cold_auto_run"]
     lines += ["", f"Cold first run of `--backend auto` (empty export cache: ONNX export + agreement check): "
               f"{cold['wall_s']:.1f} s, network stage {cold['stages_s']['network']:.1f} s."]
+    for precision, run in (result.get("cold_precision_runs") or {}).items():
+        lines.append(f"Cold first run of `--precision {precision}` (compilation"
+                     f"{' and int8 quantization on phantoms' if precision == 'int8' else ''}): {run['wall_s']:.1f} s, "
+                     f"network stage {run['stages_s']['network']:.1f} s.")
     checks = result.get("checks") or {}
-    if checks:
-        lines.append(f"Checks: speed-up ×{checks['speedup']:.2f} (needed ×{checks['speedup_needed']}): "
-                     f"{'met' if checks['speedup_ok'] else 'not met'}; probabilities within 1e-3 of the baseline: "
-                     f"{'yes' if checks['probabilities_ok'] else 'no'}; outside the network under 10 %: "
-                     f"{'yes' if checks['outside_network_ok'] else 'no'}.")
+    if "speedup" in checks:  # results written before the precisions were measured
+        checks = {"fp32": checks}
+    parts = []
+    for precision, check in checks.items():
+        part = (f"{precision} speed-up ×{check['speedup']:.2f} (needed ×{check['speedup_needed']}): "
+                f"{'met' if check['speedup_ok'] else 'not met'}")
+        if "probabilities_ok" in check:
+            part += f", probabilities within 1e-3 of the baseline: {'yes' if check['probabilities_ok'] else 'no'}"
+        parts.append(part + f", outside the network under 10 %: {'yes' if check['outside_network_ok'] else 'no'}")
+    if parts:
+        lines.append("Checks: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def precision_table(result: dict) -> str:
+    lines = [
+        f"The demo's model ({result.get('demo_epochs')} epochs), {len(result['held_out_cases'])} held-out phantoms; "
+        f"mean Dice per region against the truth and its change from fp32 (allowed: "
+        f"±{result['dice_change_allowed']}) ({label(result)}).",
+        "",
+        "| precision | runs as | Dice WT / TC / ET | change from fp32 | largest per-case change | within bound | "
+        "s per case | first case s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    def per_region(values: dict, form: str) -> str:
+        return " / ".join(format(values[region], form) for region in ("WT", "TC", "ET"))
+
+    for precision, row in result["precisions"].items():
+        lines.append(
+            f"| {precision} | {row['backend']} | {per_region(row['mean_dice'], '.4f')} | "
+            f"{per_region(row['dice_change'], '+.4f')} | {per_region(row['largest_case_change'], '.4f')} | "
+            f"{'yes' if row['within_bound'] else 'no'} | {fmt(row['median_case_s'])} | {fmt(row['first_case_s'])} | "
+            f"{row['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
@@ -151,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="use the quick-mode results")
     args = parser.parse_args(argv)
     text = README.read_text()
-    renderers = {"network": network_table, "segment": segment_table, "strategies": strategies_table}
+    renderers = {"network": network_table, "segment": segment_table, "strategies": strategies_table,
+                 "precision": precision_table}
     found = {name: load(name, args.quick) for name in renderers}
     available = [result for result in found.values() if result]
     if not available:

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
-for bench in bench_network bench_segment bench_strategies bench_training bench_refine bench_clicks; do
+for bench in bench_network bench_segment bench_strategies bench_training bench_refine bench_clicks bench_precision; do
     echo "== $bench $*"
     "$PYTHON" "benchmarks/$bench.py" "$@"
 done

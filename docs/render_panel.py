@@ -180,6 +180,7 @@ def fill(panel: QtWidgets.QWidget) -> None:
     model.addItem(label)  # elided to the selector's width, as Qt draws it in Slicer (lay_out)
     find(QtWidgets.QPlainTextEdit, "modelCardText").setPlainText(models.card_before_download(entry.path))
     find(QtWidgets.QComboBox, "deviceComboBox").addItems(["Automatic", "CPU", "GPU"])  # panel_inputs.DEVICES
+    find(QtWidgets.QComboBox, "precisionComboBox").addItems(["Full (fp32)", "bf16", "int8"])  # panel_inputs.PRECISIONS
     # A fresh Slicer: nothing installed yet (panel_dependencies), which the first Apply does.
     find(QtWidgets.QLabel, "deviceInfoLabel").setText(
         "Not installed yet: " + ", ".join(["torch", *dependencies.PIP_REQUIREMENTS]))

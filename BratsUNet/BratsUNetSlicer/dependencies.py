@@ -35,6 +35,7 @@ PIP_REQUIREMENTS = {
     "onnxscript": "onnxscript>=0.5",
     "onnxruntime": "onnxruntime>=1.20",
     "openvino": "openvino>=2025.0",
+    "nncf": "nncf>=2.14",
 }
 # Packages that Slicer ships and that an install must never replace.
 PINNED = ("numpy", "SimpleITK", "requests")

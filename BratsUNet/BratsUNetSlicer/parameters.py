@@ -32,6 +32,7 @@ class BratsUNetParameterNode:
     modelPath: str = ""
     modelConfigPath: str = ""
     device: str = "auto"
+    precision: str = ""  # "" (fp32; mixed precision on a GPU), bf16 or int8: bratsunet segment --precision
     nativeResolution: bool = False
     testTimeAugmentation: bool = False
     brats2021Labels: bool = False
@@ -120,6 +121,7 @@ WIDGETS = {
     "volumesTable": "volumesTableSelector",
     "modelConfigPath": "modelConfigPathLineEdit",
     "device": "deviceComboBox",
+    "precision": "precisionComboBox",
     "nativeResolution": "nativeResolutionCheckBox",
     "testTimeAugmentation": "testTimeAugmentationCheckBox",
     "brats2021Labels": "brats2021LabelsCheckBox",

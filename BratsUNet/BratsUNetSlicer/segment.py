@@ -46,6 +46,7 @@ class SegmentationOptions:
     """How to segment; ``device`` is a ``bratsunet --device`` value (auto, cpu, cuda, mps)."""
 
     device: str = "auto"
+    precision: str | None = None  # bratsunet segment --precision (None: fp32, mixed precision on a GPU)
     native_resolution: bool = False  # bratsunet segment --native (auto: one pass if it fits, else windows)
     tta: bool = False
     scheme: str = "brats2020"
@@ -139,7 +140,8 @@ def start(worker: WorkerClient, inputs: dict[str, Any], model: str, config: str,
         argv = command_argv(
             "segment", model=[str(model)], config=str(config) if config else None, **images, output=str(labels_path),
             probabilities=str(probabilities_path) if options.probability_maps else None, device=options.device,
-            native="auto" if options.native_resolution else None, tta=options.tta, labels=options.scheme)
+            precision=options.precision or None, native="auto" if options.native_resolution else None,
+            tta=options.tta, labels=options.scheme)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

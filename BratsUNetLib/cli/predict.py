@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     device = "cpu" if gpus == 0 and args.device == "auto" else args.device
     options = InferenceOptions(sliding_window=args.sliding_window, native=args.native, tta=args.tta,
-                               backend=args.backend, activation=args.activation,
+                               backend=args.backend, precision=args.precision, activation=args.activation,
                                threshold=0.5 if args.threshold is None else args.threshold, scheme=args.labels,
                                min_island_voxels=args.min_island_voxels, sum_then_threshold=args.sum)
     reporter = ProgressReporter(args.progress)

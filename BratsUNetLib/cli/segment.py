@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                              "(or --t2f, --t1n, --t1c, --t2w).")
     options = InferenceOptions(sliding_window=args.sliding_window, native=args.native, tta=args.tta,
                                threshold=args.threshold, scheme=args.labels, min_island_voxels=args.min_island_voxels,
-                               backend=args.backend)
+                               backend=args.backend, precision=args.precision)
     # A model name (``bratsunet models list``) becomes its checkpoint, downloaded when needed: only once every
     # other argument is known to be right, so that a mistake there costs no download. (Outputs are NIfTI files,
     # so they cannot be a model's checkpoint, which the input check above therefore need not know by its path.)

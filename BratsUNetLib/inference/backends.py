@@ -17,6 +17,19 @@ Backends (``benchmarks/README.md`` has the measurements behind the defaults):
   then the answer), and remembered in the cache, so later processes start the fast backend at once. Networks
   cheaper than :data:`AUTO_MIN_FLOPS` stay eager.
 
+Precisions (:data:`PRECISIONS`, asked for explicitly; ``None`` is fp32, or mixed precision for ``amp``):
+
+- ``fp32``: as above. On CUDA ``auto`` then runs eager fp32 rather than ``amp``.
+- ``bf16``: on the CPU OpenVINO with its bf16 inference precision, only where the CPU has bf16 units
+  (:func:`BratsUNetLib.hardware.cpu.has_bf16_units`; emulated bf16 is slower than fp32, so it is refused
+  elsewhere); on CUDA ``amp``.
+- ``int8``: on the CPU only, OpenVINO running the network quantized once per model and input shape by NNCF's
+  post-training quantization (:mod:`.openvino_engine`), calibrated on inputs the caller supplies.
+
+Reduced precisions change the logits on purpose, so they skip the agreement check; their effect on Dice is
+measured in ``benchmarks/README.md`` instead. OpenVINO keeps its compiled networks in the cache's ``openvino``
+folder (its ``CACHE_DIR``), so a later process compiles nothing.
+
 Exports are static-shape ONNX graphs, one file per per-sample input shape: resized inputs (the original's 128³)
 and sliding windows always have one shape, and static shapes let the runtimes plan every layer. Instance norms
 are exported in a form both runtimes compute as accurately as PyTorch (:class:`SplitReductionInstanceNorm`).
@@ -35,6 +48,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import threading
 import warnings
@@ -49,8 +63,14 @@ import torch
 from BratsUNetLib import __version__
 from BratsUNetLib.errors import BratsUNetError, Cancelled
 from BratsUNetLib.fileio import atomic_path, write_text_atomic
+from BratsUNetLib.hardware.cpu import cpu_name, has_bf16_units
+from BratsUNetLib.inference.openvino_engine import (IR_FILE, QUANTIZATION_RECIPE, compile_engine, import_quietly,
+                                                    quantize_int8)
 
 BACKENDS = ("auto", "eager", "onnxruntime", "openvino", "channels_last", "compile", "amp")
+PRECISIONS = ("fp32", "bf16", "int8")
+#: The backends a reduced precision runs on (``auto`` picks the first that fits the device).
+_REDUCED_PRECISION_BACKENDS = {"bf16": ("auto", "openvino", "amp"), "int8": ("auto", "openvino")}
 #: Exported backends and the module each needs; ``auto`` tries them on the CPU in this order (fastest first).
 EXPORTED = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 #: An exported backend agrees with eager fp32 when every logit satisfies |fast - eager| <= ATOL + RTOL·|eager|.
@@ -102,6 +122,41 @@ def check_backend(backend: str) -> None:
     if backend in EXPORTED and backend not in installed_backends():
         raise BratsUNetError(f"The {backend} backend is not installed; install it with "
                              f"'pip install bratsunet[fast]' or choose --backend auto or eager.")
+
+
+def check_precision(precision: str | None, backend: str = "auto") -> None:
+    """Raise :class:`BratsUNetError` (one line) for an unknown precision, one ``backend`` cannot run, or one whose
+    packages are missing. Whether the machine has the units is checked when the device is known (:class:`Runner`)."""
+    if precision is None or precision == "fp32":
+        if precision == "fp32" and backend == "amp":
+            raise BratsUNetError("--backend amp computes in reduced precision; use --precision bf16 with it, or "
+                                 "another backend for fp32.")
+        return
+    if precision not in PRECISIONS:
+        raise BratsUNetError(f"Unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}.")
+    if backend not in _REDUCED_PRECISION_BACKENDS[precision]:
+        raise BratsUNetError(f"--precision {precision} runs on OpenVINO"
+                             + (" (or amp on a GPU)" if precision == "bf16" else "")
+                             + f", not --backend {backend}; use --backend auto or openvino.")
+
+
+def _check_precision_on(device: torch.device, precision: str, backend: str) -> None:
+    """Raise :class:`BratsUNetError` when ``device`` (or what is installed) cannot run ``precision`` usefully."""
+    if precision == "int8" and device.type != "cpu":
+        raise BratsUNetError(f"--precision int8 runs on the CPU (OpenVINO); on {device.type} use --precision bf16 "
+                             "or fp32.")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise BratsUNetError("This GPU has no bf16 units; use --backend amp (fp16) or --precision fp32.")
+    if device.type != "cpu":
+        return
+    if precision == "bf16" and not has_bf16_units():
+        raise BratsUNetError(f"This CPU ({cpu_name()}) has no bf16 units (AVX512-BF16 or AMX), where bf16 is "
+                             "emulated and slower than fp32; use --precision fp32, or int8.")
+    missing = [module for module in ("openvino", "onnxscript", *(("nncf",) if precision == "int8" else ()))
+               if not _installed(module)]
+    if missing and backend != "amp":  # bf16 autocast is PyTorch's own
+        raise BratsUNetError(f"--precision {precision} on the CPU needs {', '.join(missing)}, which is not installed; "
+                             "install it with 'pip install bratsunet[fast]' or use --precision fp32.")
 
 
 def _backend_id(backend: str) -> str:
@@ -285,6 +340,42 @@ class ExportCache:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         return path
 
+    @property
+    def compiled_folder(self) -> Path:
+        """OpenVINO's ``CACHE_DIR``: its compiled networks, one per model, shape, precision and version."""
+        return self.folder / "openvino"
+
+    def int8_file(self, network: torch.nn.Module, fingerprint: str, shape: Sequence[int],
+                  calibration: Callable[[Sequence[int]], Sequence[np.ndarray]] | None,
+                  log: Callable[[str], None], quantize: bool = True) -> Path | None:
+        """A verified int8 OpenVINO IR of ``network`` for ``shape``, quantized now if missing or damaged (or, when
+        ``quantize`` is False, None). ``calibration(shape)`` gives the calibration inputs."""
+        name = f"{fingerprint}-{'x'.join(str(int(size)) for size in shape)}-int8"
+        folder = self.folder / name
+        recorded = (self.record(fingerprint).get("int8") or {}).get(name)
+        if (folder / IR_FILE).is_file() and isinstance(recorded, dict) \
+                and recorded.get("recipe") == QUANTIZATION_RECIPE \
+                and recorded.get("sha256") == [_file_sha256(folder / IR_FILE), _file_sha256(folder / "model.bin")]:
+            return folder / IR_FILE
+        if not quantize:
+            return None
+        if calibration is None:
+            raise BratsUNetError("int8 needs calibration inputs, and none were given for this network; use "
+                                 "--precision fp32 or bf16.")
+        if folder.exists():
+            log(f"The cached int8 network '{folder}' is damaged, unrecorded or of an older recipe; quantizing again.")
+            shutil.rmtree(folder, ignore_errors=True)
+        inputs = calibration(shape)  # first: it refuses a quantization the memory cannot hold
+        onnx_path = self.onnx_file(network, fingerprint, shape, log)
+        log(f"Quantizing the network to int8 for {'×'.join(str(s) for s in shape[2:])} inputs on {len(inputs)} "
+            f"calibration inputs (once per model and input size; cached in '{self.folder}').")
+        xml = quantize_int8(onnx_path, inputs, folder)
+        self._update(fingerprint, "int8", name, {
+            "sha256": [_file_sha256(xml), _file_sha256(folder / "model.bin")], "shape": [int(s) for s in shape],
+            "recipe": QUANTIZATION_RECIPE, "calibration_inputs": len(inputs),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        return xml
+
 
 def _onnxruntime_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     # Imported here, not at the top: an optional backend, loaded only when asked for (its native thread pools
@@ -300,36 +391,13 @@ def _onnxruntime_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.n
 
 
 def _import_openvino() -> Any:
-    """``import openvino``, without its usage telemetry.
-
-    Importing openvino sends a usage event to Google Analytics from a background thread (package
-    ``openvino_telemetry``) unless the user has opted out; a hospital workstation must not report its use of a
-    tumour segmenter, and offline the thread keeps the process alive at exit until its request times out
-    (2 s per segmentation, benchmarks/README.md). OpenVINO's own fallback without that package is a stub that
-    sends nothing, so the package is marked missing while openvino loads and importable again afterwards.
-    """
-    if "openvino" in sys.modules:
-        return sys.modules["openvino"]
-    hidden = "openvino_telemetry" not in sys.modules
-    if hidden:
-        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # makes its import fail
-    try:
-        import openvino  # here, not at the top: optional and seconds to import, loaded only when asked for
-    finally:
-        if hidden and sys.modules.get("openvino_telemetry", 0) is None:
-            del sys.modules["openvino_telemetry"]
-    return openvino
+    """``import openvino`` without its usage telemetry (:func:`.openvino_engine.import_quietly` says why)."""
+    return import_quietly("openvino")
 
 
-def _openvino_engine(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    openvino = _import_openvino()
-
-    # fp32 explicitly: on CPUs with bf16/AMX units OpenVINO otherwise computes in bf16, which changes the logits.
-    compiled = openvino.Core().compile_model(str(path), "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    # share_inputs avoids copying the input; outputs are copied because the request reuses its buffers.
-    return lambda array: request.infer({0: array}, share_inputs=True)[0]
+def _openvino_engine(path: Path, threads: int, precision: str = "fp32",
+                     cache_dir: Path | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    return compile_engine(path, threads, precision, cache_dir)
 
 
 _ENGINE_BUILDERS = {"onnxruntime": _onnxruntime_engine, "openvino": _openvino_engine}
@@ -378,21 +446,42 @@ class Runner:
     """The network behind a backend: ``runner(batch)`` returns what ``network(batch)`` returns, in eval mode.
 
     ``backend`` is the backend in use; for ``auto`` on the CPU it is ``None`` until the first call decides.
+    ``precision`` is one of :data:`PRECISIONS` or None (fp32; mixed for ``amp``); ``calibration(shape)`` gives
+    int8's calibration inputs ``(1, C, X, Y, Z)`` float32 for an input shape.
     """
 
     def __init__(self, network: torch.nn.Module, backend: str, device: torch.device,
-                 cache: ExportCache, log: Callable[[str], None]):
+                 cache: ExportCache, log: Callable[[str], None], precision: str | None = None,
+                 calibration: Callable[[Sequence[int]], Sequence[np.ndarray]] | None = None):
+        check_precision(precision, backend)
         self.network = network.eval()
         self.requested = backend
         self.device = device
         self.cache = cache
         self._log = log
+        self.precision = precision
+        self._calibration = calibration
         self._fingerprint: str | None = None
         self._engines: OrderedDict[tuple, Callable[[np.ndarray], np.ndarray]] = OrderedDict()
         self._torch: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._background: threading.Thread | None = None
         self.backend: str | None = None
-        if backend == "auto":
+        if precision in ("bf16", "int8"):
+            _check_precision_on(device, precision, backend)
+            if device.type == "cpu" and backend != "amp":
+                self.backend = "openvino"  # the only CPU backend with reduced precisions
+                return
+            if device.type == "cuda" and backend == "auto":
+                torch.backends.cudnn.benchmark = True
+            if device.type != "cpu" and backend not in ("auto", "amp"):
+                raise BratsUNetError(f"The {backend} backend runs on the CPU; use --device cpu or --backend auto.")
+            self._use("amp")
+            return
+        if backend == "auto" and precision == "fp32" and device.type != "cpu":
+            if device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+            self._use("eager")
+        elif backend == "auto":
             if device.type == "cuda":
                 torch.backends.cudnn.benchmark = True  # fixed input shapes: autotune each convolution once
                 self._use("amp")
@@ -411,8 +500,10 @@ class Runner:
         first call has chosen)."""
         if self.backend is None:
             return "auto, not chosen yet"
-        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}[_amp_dtype(self.device)] \
-            if self.backend == "amp" else "fp32"
+        if self.backend == "amp":
+            precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}[_amp_dtype(self.device)]
+        else:
+            precision = self.precision or "fp32"
         return f"{self.backend}, {precision}"
 
     def _use(self, backend: str) -> None:
@@ -441,6 +532,9 @@ class Runner:
             except Cancelled:
                 raise
             except Exception as exc:  # a runtime's own failure (e.g. export of a new shape): eager still works
+                if self.precision in ("bf16", "int8"):
+                    raise BratsUNetError(f"{self.backend} at {self.precision} failed ({_one_line(exc)}); "
+                                         "use --precision fp32.") from None
                 if self.requested != "auto":
                     raise BratsUNetError(f"The {self.backend} backend failed ({_one_line(exc)}); "
                                          "use --backend eager.") from None
@@ -487,10 +581,16 @@ class Runner:
         """The runtime session for ``shape``; None when ``export`` is False and no valid export exists yet."""
         key = (backend, shape)
         if key not in self._engines:
-            path = self.cache.onnx_file(self.network, self.fingerprint, shape, self._log, export=export)
+            if self.precision == "int8":
+                path = self.cache.int8_file(self.network, self.fingerprint, shape, self._calibration, self._log,
+                                            quantize=export)
+            else:
+                path = self.cache.onnx_file(self.network, self.fingerprint, shape, self._log, export=export)
             if path is None:
                 return None
-            self._engines[key] = _ENGINE_BUILDERS[backend](path, torch.get_num_threads())
+            extra = {"precision": self.precision or "fp32", "cache_dir": self.cache.compiled_folder} \
+                if backend == "openvino" else {}
+            self._engines[key] = _ENGINE_BUILDERS[backend](path, torch.get_num_threads(), **extra)
             while len(self._engines) > _ENGINES_KEPT:
                 self._engines.popitem(last=False)
         self._engines.move_to_end(key)
@@ -567,17 +667,20 @@ class Runner:
 
 def prepare(network: torch.nn.Module, example_shape: Sequence[int] | None = None, backend: str = "auto",
             device: str | torch.device = "cpu", cache_dir: str | os.PathLike | None = None,
-            log: Callable[[str], None] | None = None) -> Runner:
-    """Wrap ``network`` (already on ``device``) in a :class:`Runner` for ``backend`` (one of :data:`BACKENDS`).
+            log: Callable[[str], None] | None = None, precision: str | None = None,
+            calibration: Callable[[Sequence[int]], Sequence[np.ndarray]] | None = None) -> Runner:
+    """Wrap ``network`` (already on ``device``) in a :class:`Runner` for ``backend`` (one of :data:`BACKENDS`) at
+    ``precision`` (one of :data:`PRECISIONS`, None: fp32, mixed for ``amp``); ``calibration`` as :class:`Runner`.
 
     ``example_shape`` ``(N, C, X, Y, Z)``, when given, exports / loads an explicitly chosen exported backend now
     rather than on the first call, so that its errors surface here. ``cache_dir`` defaults to
     :func:`default_cache_dir`; ``log`` receives one-line notes for the user (exports, the choice made).
-    Raises :class:`BratsUNetError` for an unknown or unusable backend.
+    Raises :class:`BratsUNetError` for an unknown or unusable backend or precision.
     """
     check_backend(backend)
-    runner = Runner(network, backend, torch.device(device), ExportCache(cache_dir), log or _logger.info)
-    if example_shape is not None and backend in EXPORTED:
+    runner = Runner(network, backend, torch.device(device), ExportCache(cache_dir), log or _logger.info,
+                    precision, calibration)
+    if example_shape is not None and runner.backend in EXPORTED:
         try:
             runner.warm(example_shape)
         except (BratsUNetError, KeyboardInterrupt):

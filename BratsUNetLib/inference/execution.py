@@ -40,7 +40,7 @@ def network_runner(model: LoadedModel, options: InferenceOptions, native: bool,
     (``auto``) in one pass when :func:`whole_volume_bytes` fits in :data:`WHOLE_VOLUME_MEMORY_SHARE` of
     :func:`available_memory_bytes`, else in windows.
     """
-    network = model.forward(options.backend)
+    network = model.forward(options.backend, options.precision)
     spatial = shape[1:]
     if not native:
         return network, f"the whole volume at the model's input size {_dims(spatial)}, as it was trained"

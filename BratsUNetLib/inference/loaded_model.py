@@ -23,6 +23,7 @@ from BratsUNetLib.data.preprocessing import deterministic_transforms
 from BratsUNetLib.errors import BratsUNetError, CheckpointError
 from BratsUNetLib.hardware.devices import resolve_device
 from BratsUNetLib.inference.backends import Runner, prepare
+from BratsUNetLib.inference.calibration import calibration_inputs
 from BratsUNetLib.inference.options import InferenceOptions
 from BratsUNetLib.modalities import canonical_channel
 from BratsUNetLib.models.checkpoint import load_model
@@ -60,11 +61,14 @@ class LoadedModel:
         self._transforms: dict[bool, mt.Compose] = {}
         self._runners: dict[str, Runner] = {}
 
-    def forward(self, backend: str) -> Runner:
-        """The network run by ``backend`` (:func:`BratsUNetLib.inference.backends.prepare`), prepared once per loaded model."""
-        if backend not in self._runners:
-            self._runners[backend] = prepare(self.network, backend=backend, device=self.device)
-        return self._runners[backend]
+    def forward(self, backend: str, precision: str | None = None) -> Runner:
+        """The network run by ``backend`` at ``precision`` (:func:`BratsUNetLib.inference.backends.prepare`),
+        prepared once per loaded model; int8 is calibrated on phantoms (:mod:`.calibration`)."""
+        key = f"{backend} {precision}"
+        if key not in self._runners:
+            self._runners[key] = prepare(self.network, backend=backend, device=self.device, precision=precision,
+                                         calibration=lambda shape: calibration_inputs(self, shape))
+        return self._runners[key]
 
     def transforms(self, native: bool) -> mt.Compose:
         """The deterministic preprocessing; at native resolution (no resize) when ``native``.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from BratsUNetLib.errors import BratsUNetError
-from BratsUNetLib.inference.backends import check_backend
+from BratsUNetLib.inference.backends import check_backend, check_precision
 
 ACTIVATIONS = ("sigmoid", "softmax", "none")
 #: How to run the network at native resolution: ``auto`` (one whole-volume pass when it fits in memory, else
@@ -37,6 +37,9 @@ class InferenceOptions:
     sum_then_threshold: bool = False
     #: How the network runs (:data:`BratsUNetLib.inference.backends.BACKENDS`); ``auto`` picks the fastest that agrees.
     backend: str = "auto"
+    #: The arithmetic it runs in (:data:`BratsUNetLib.inference.backends.PRECISIONS`); None: fp32 (mixed for the
+    #: ``amp`` backend).
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.activation is not None and self.activation not in ACTIVATIONS:
@@ -53,6 +56,7 @@ class InferenceOptions:
             raise BratsUNetError(f"--sliding-window means --native windows, which contradicts --native {self.native}; "
                                  "give one of them.")
         check_backend(self.backend)  # before any image is read
+        check_precision(self.precision, self.backend)
 
     @property
     def native_strategy(self) -> str | None:

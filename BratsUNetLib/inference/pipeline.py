@@ -78,8 +78,9 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
     files = _files_in_order(paths, channels, models[0].path)
 
     for model in models:  # resized inputs have a known shape: their engine loads while the images are read
+        runner = model.forward(options.backend, options.precision)  # refuses what the machine cannot run, now
         if not model.runs_native(options):
-            model.forward(options.backend).prepare_in_background(
+            runner.prepare_in_background(
                 (1, len(model.channels), *model.dataset["desired_shape"]))
     image, affine = read_case(files)
     flips = _flip_dims(options.tta)
@@ -113,7 +114,7 @@ def segment_case(paths: Mapping[str, str | os.PathLike] | Sequence[str | os.Path
     assert probabilities is not None
     probabilities /= len(models)
 
-    backends = list(dict.fromkeys(model.forward(options.backend).description for model in models))
+    backends = list(dict.fromkeys(model.forward(options.backend, options.precision).description for model in models))
     result = SegmentationResult(probabilities=probabilities, affine=affine, strategy="; ".join(strategies),
                                 backend="; ".join(backends))
     if with_labels and models[0].dataset.get("labels"):

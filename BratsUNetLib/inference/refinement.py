@@ -120,7 +120,8 @@ def refine(model: LoadedModel, image: np.ndarray | PreparedImages, affine: np.nd
     network_input = guided_input(images, labels_to_regions(prior[box], scheme), voxel_clicks,
                                  sigma=float(guidance["sigma"]), offset=[s.start for s in box])
     batch = torch.from_numpy(network_input).unsqueeze(0).to(model.device)
-    run, _strategy = network_runner(model, InferenceOptions(native="whole", backend=options.backend), True,
+    run, _strategy = network_runner(model, InferenceOptions(native="whole", backend=options.backend,
+                                                           precision=options.precision), True,
                                     tuple(batch.shape[1:]))
     with torch.inference_mode():
         probabilities = activate(run(batch), model.activation(options))[0].float().cpu().numpy()

@@ -196,7 +196,7 @@ def _train_epoch(run: TrainingRun, epoch: int, cancel: CancelToken, clock: RunCl
                 image = run.guided.with_simulated_clicks(network, image, label,
                                                          derive_seed(run.seed, epoch, iteration, step))
             run.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, enabled=run.use_amp):
+            with torch.autocast(device_type=device.type, dtype=run.amp_dtype, enabled=run.use_amp):
                 loss = run.loss(network(image), label)
             # With AMP off the scaler passes everything through unchanged (one code path for both).
             scaler.scale(loss).backward()
@@ -242,7 +242,7 @@ def _validate(run: TrainingRun) -> tuple[float, dict[str, float]]:
             image, label = batch["image"].to(device), batch["label"].to(device)
             if run.guided is not None:  # validated as it segments without clicks
                 image = run.guided.automatic(image)
-            with torch.autocast(device_type=device.type, enabled=run.use_amp):
+            with torch.autocast(device_type=device.type, dtype=run.amp_dtype, enabled=run.use_amp):
                 output = run.inferer(image, network) if run.inferer is not None else network(image)
                 loss = run.loss(output, label)
             loss_sum += float(loss) * image.shape[0]

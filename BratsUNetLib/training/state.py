@@ -35,6 +35,7 @@ from BratsUNetLib.data.cases import CaseSource, check_cases, file_cases
 from BratsUNetLib.errors import BratsUNetError
 from BratsUNetLib.events import ProgressReporter
 from BratsUNetLib.fileio import atomic_path, check_output_folder, remove_interrupted_writes
+from BratsUNetLib.hardware.cpu import has_bf16_units
 from BratsUNetLib.models.checkpoint import (capture_rng_state, load_checkpoint, load_weights, restore_rng_state,
                                             save_checkpoint)
 from BratsUNetLib.models.networks import build_network
@@ -212,10 +213,15 @@ class TrainingRun:
         self.activation = activation_of(self.config)
         guidance = guidance_options(self.config)
         self.guided = GuidedInputs(guidance, self.activation) if guidance is not None else None
-        self.use_amp = bool(self.options["amp"]) and device.type == "cuda"
+        # Mixed precision: fp16 (scaled) on CUDA; bf16 on CPUs with bf16 units, where emulated bf16 would be slower
+        # than fp32 (bf16 keeps fp32's range, so its gradients need no scaling).
+        cpu_bf16 = device.type == "cpu" and has_bf16_units()
+        self.use_amp = bool(self.options["amp"]) and (device.type == "cuda" or cpu_bf16)
+        self.amp_dtype = torch.bfloat16 if cpu_bf16 else None  # None: the device's default (fp16 on CUDA)
         if self.options["amp"] and not self.use_amp:
-            self.reporter.message(f"training.amp applies to CUDA GPUs only; training in float32 on {device.type}.")
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
+            self.reporter.message(f"training.amp applies to CUDA GPUs and to CPUs with bf16 units (AVX512-BF16 or "
+                                  f"AMX); training in float32 on this {device.type}.")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and device.type == "cuda")
         self.network = distributed.wrap(network, self.context)
 
     def _build_data(self, cancel: CancelToken | None) -> None:
@@ -260,7 +266,7 @@ class TrainingRun:
         if checkpoint.get("scheduler") is not None and self.scheduler is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         scaler_state = (checkpoint.get("extra") or {}).get("scaler")
-        if scaler_state and self.use_amp:
+        if scaler_state and self.scaler.is_enabled():
             self.scaler.load_state_dict(scaler_state)
         if checkpoint.get("rng_state") is not None:
             restore_rng_state(checkpoint["rng_state"])

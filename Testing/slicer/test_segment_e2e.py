@@ -7,6 +7,10 @@ on the same files: through the affines, never by assuming an array order.
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+
 import nibabel
 import numpy as np
 import pytest
@@ -228,3 +232,22 @@ def test_volumes_of_two_cases_are_refused_naming_the_odd_one(scene, logic, phant
     # A volume named without a case number (a registered copy, say) may be any case's.
     other.SetName("registered_t1")
     assert logic.segment(**{**volumes, "t1": other}, model=str(small_model), device="cpu", wait=True) is not None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nncf") is None,
+                    reason="bratsunet[fast] (OpenVINO, NNCF) is not installed")
+def test_int8_in_slicer_is_the_command_lines_int8(scene, logic, phantom_cases, small_model, tmp_path, monkeypatch):
+    """The panel's precision choice runs what ``bratsunet segment --precision int8`` runs: the same labels."""
+    paths = phantom_cases["BraTS20_Training_001"]
+    volumes = _load_case(paths, "BraTS20_Training_001")
+    job = logic.segment(**volumes, model=str(small_model), device="cpu", precision="int8", show3D=False)
+    finish(job)
+    assert job.result["backend"] == "openvino, int8"
+    actual = _segmentation_as_file(job.result["segmentation"], volumes["flair"], tmp_path / "slicer_labels.nii")
+    # The command line in a process of its own: OpenVINO's thread pools must not live in the test process.
+    output = tmp_path / "cli_labels.nii.gz"
+    command = [sys.executable, "-m", "BratsUNetLib", "segment", "--model", str(small_model), "--output", str(output),
+               "--device", "cpu", "--progress", "none", "--precision", "int8",
+               *(f"--{modality}={paths[modality]}" for modality in scene_io.MODALITIES)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    _assert_same_labels(actual, nibabel.load(str(output)))

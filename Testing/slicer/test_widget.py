@@ -52,6 +52,7 @@ def widget(module, monkeypatch):
     ui = _panel()
     monkeypatch.setattr(qt, "QTimer", mock.MagicMock(), raising=False)
     monkeypatch.setattr(qt.QTimer, "singleShot", lambda _ms, call: call(), raising=False)
+    monkeypatch.setattr(qt, "Qt", mock.MagicMock(ToolTipRole=3, UserRole=256), raising=False)
     settings = mock.MagicMock()
     settings.return_value.value.return_value = []
     monkeypatch.setattr(qt, "QSettings", settings, raising=False)
@@ -89,6 +90,24 @@ def test_values_travel_between_the_panel_and_the_parameter_node(widget):
     assert panel.parameters.device == "cpu"
     panel.parameters.epochs = 12  # e.g. from the Python console: the node's Modified event updates the panel
     assert ui.epochsSpinBox.value == 12
+
+
+@pytest.mark.parametrize("bf16_units", [True, False])
+def test_the_precision_choices_say_their_cost_and_bf16_is_not_offered_without_its_units(monkeypatch, bf16_units,
+                                                                                       request):
+    from BratsUNetSlicer import panel_inputs
+
+    monkeypatch.setattr(panel_inputs, "has_bf16_units", lambda: bf16_units)
+    _panel_, ui = request.getfixturevalue("widget")
+    combo = ui.precisionComboBox
+    assert [call.args for call in combo.addItem.call_args_list] == [("Full (fp32)", ""), ("bf16", "bf16"),
+                                                                    ("int8", "int8")]
+    tooltips = {call.args[0]: call.args[1] for call in combo.setItemData.call_args_list if call.args[2] == 3}
+    assert "end to end" in tooltips[0] and "Dice" in tooltips[2] and "?" not in "".join(tooltips.values())
+    disabled = [call.args[0] for call in combo.setItemData.call_args_list if call.args[1:] == (0, 255)]
+    assert disabled == ([] if bf16_units else [1])
+    if not bf16_units:
+        assert "no bf16 units" in tooltips[1]
 
 
 def test_the_network_choice_is_hidden_while_fine_tuning(widget):

@@ -484,3 +484,31 @@ def test_sigint_stops_the_command_after_the_current_step_with_a_resume_hint(coho
     saved = load_checkpoint(tmp_path / "long" / "model.pth")
     assert saved["extra"]["interrupted"] is True and saved["epoch"] == 1
     assert len(log_rows(tmp_path / "long")) == 2  # the header and epoch 1
+
+
+# ------------------------------------------------------------------------------------------- mixed precision
+
+@pytest.mark.parametrize("bf16_units", [True, False])
+def test_amp_on_the_cpu_trains_in_bf16_only_where_the_cpu_has_bf16_units(cohort, tmp_path, monkeypatch, bf16_units):
+    """``training.amp`` on the CPU: bf16 autocast with bf16 units (the network's convolutions see bf16), fp32 with
+    a message elsewhere, where emulated bf16 would be slower than fp32."""
+    from BratsUNetLib.training import state
+
+    monkeypatch.setattr(state, "has_bf16_units", lambda: bf16_units)
+    seen: set[torch.dtype] = set()
+    real_conv = torch.nn.Conv3d._conv_forward
+
+    def conv_forward(self, input, weight, bias):
+        output = real_conv(self, input, weight, bias)
+        seen.add(output.dtype)
+        return output
+    monkeypatch.setattr(torch.nn.Conv3d, "_conv_forward", conv_forward)
+    config = make_config(cohort, n_epochs=1)
+    config["training"]["amp"] = True
+    messages = []
+    reporter = ProgressReporter("none")
+    reporter.message = messages.append
+    result = train(config, tmp_path, settings=settings(n_examples=0), reporter=reporter)
+    assert result.epochs == 1 and (tmp_path / "model.pth").is_file()
+    assert (torch.bfloat16 in seen) is bf16_units
+    assert any("training in float32" in message for message in messages) is not bf16_units

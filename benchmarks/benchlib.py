@@ -30,13 +30,9 @@ NETWORK_FILTERS = {"brats": None, "small": [16, 32, 64, 128, 256], "tiny": [8, 1
 # ------------------------------------------------------------------------------------------------ machine
 
 def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    from BratsUNetLib.hardware.cpu import cpu_flags as library_flags  # what the library's choices read
+
+    return set(library_flags())
 
 
 def _cpuinfo_field(name: str) -> str | None:
@@ -68,6 +64,8 @@ def machine(fma_units: int = 2, clock_override: float | None = None) -> dict:
     """
     import torch
 
+    from BratsUNetLib.hardware.cpu import has_bf16_units
+
     flags = cpu_flags()
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     ghz, clock_source = (clock_override, "given") if clock_override else clock_ghz()
@@ -84,7 +82,7 @@ def machine(fma_units: int = 2, clock_override: float | None = None) -> dict:
         "clock_source": clock_source,
         "peak_gflops": peak,
         "peak_formula": f"{threads} threads × {fma_units} FMA units × {lanes} fp32 lanes × 2 FLOP × {ghz} GHz",
-        "bf16_hardware": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "bf16_hardware": has_bf16_units(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "versions": versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -16,22 +16,26 @@ from pathlib import Path
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
-@functools.cache
-def _cpuinfo() -> tuple[str, frozenset[str]]:
-    """(model name, flags) from ``/proc/cpuinfo``; empty where the system has none (macOS, Windows)."""
+def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
+    """(model name, flags) of the first processor in a ``/proc/cpuinfo`` text (x86 ``flags``, Arm ``Features``)."""
     name, flags = "", frozenset()
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return name, flags
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key in ("model name", "Model") and not name:
             name = value.strip()
-        elif key in ("flags", "Features") and not flags:  # x86 / Arm
+        elif key in ("flags", "Features") and not flags:
             flags = frozenset(value.split())
     return name, flags
+
+
+@functools.cache
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """(model name, flags) of this machine; empty where the system has no ``/proc/cpuinfo`` (macOS, Windows)."""
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return "", frozenset()
 
 
 def cpu_name() -> str:

@@ -49,8 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def child(precision: str, model: str, cases_json: str) -> None:
     """One precision in this fresh process: Dice and seconds per case, peak memory (a JSON line)."""
-    from BratsUNetLib.data.images import read_label, voxel_spacing
-    from BratsUNetLib.evaluation.metrics import region_metrics
     from BratsUNetLib.inference.loaded_model import load_models
     from BratsUNetLib.inference.options import InferenceOptions
     from BratsUNetLib.inference.pipeline import segment_case
@@ -66,10 +64,7 @@ def child(precision: str, model: str, cases_json: str) -> None:
         start = time.perf_counter()
         result = segment_case(case["images"], models, options)
         seconds = time.perf_counter() - start
-        truth = read_label(case["label"], result.labels.shape, result.affine)
-        metrics = region_metrics(result.labels, truth, voxel_spacing(result.affine))
-        rows.append({"case": case["id"], "seconds": seconds,
-                     "dice": {region: metrics[region]["dice"] for region in REGIONS}})
+        rows.append({"case": case["id"], "seconds": seconds, "dice": benchlib.case_dice(result, case["label"])})
     print(json.dumps({"backend": result.backend, "first_case_s": first, "cases": rows,
                       "peak_rss_mb": benchlib.own_peak_rss_mb()}))
 
@@ -80,7 +75,7 @@ def demo(work: Path, args: argparse.Namespace) -> Path:
         return Path(args.demo_dir)
     folder = work / "demo"
     command = [benchlib.python(), "-m", "BratsUNetLib", "demo", "--output", str(folder), "--minutes",
-               str(args.minutes), "--progress", "none", "--overwrite"]
+               str(args.minutes), "--progress", "none"]  # never --overwrite: a --work-dir's demo stays
     if args.quick:
         command += ["--shape", "96", "96", "64", "--cases", "6", "1", "2"]
     print(f"demo: training for {args.minutes:g} minutes ...", flush=True)

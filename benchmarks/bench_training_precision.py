@@ -40,16 +40,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def child(config_path: str, work_dir: str, held_out_json: str) -> None:
     """Train one run, then segment the held-out cases with its final model: a JSON line."""
-    from BratsUNetLib.data.images import read_label, voxel_spacing
-    from BratsUNetLib.evaluation.metrics import region_metrics
     from BratsUNetLib.inference.loaded_model import load_models
     from BratsUNetLib.inference.pipeline import segment_case
     from BratsUNetLib.training.loop import train
     from BratsUNetLib.training.settings import TrainingSettings
 
-    messages: list[str] = []
     from BratsUNetLib.events import ProgressReporter
 
+    messages: list[str] = []
     reporter = ProgressReporter("none")
     reporter.message = messages.append
     result = train(config_path, work_dir, settings=TrainingSettings(device="cpu", seed=0), reporter=reporter)
@@ -58,11 +56,8 @@ def child(config_path: str, work_dir: str, held_out_json: str) -> None:
     models = load_models([result.model], device="cpu")
     dice: dict[str, list[float]] = {region: [] for region in REGIONS}
     for case in json.loads(Path(held_out_json).read_text()):
-        segmentation = segment_case(case["images"], models)
-        truth = read_label(case["label"], segmentation.labels.shape, segmentation.affine)
-        metrics = region_metrics(segmentation.labels, truth, voxel_spacing(segmentation.affine))
-        for region in REGIONS:
-            dice[region].append(metrics[region]["dice"])
+        for region, value in benchlib.case_dice(segment_case(case["images"], models), case["label"]).items():
+            dice[region].append(value)
     print(json.dumps({"steps": timing["steps"], "seconds_per_step": steady, "epochs": result.epochs,
                       "mean_dice": {region: statistics.fmean(values) for region, values in dice.items()},
                       "fp32_note": any("training in float32" in message for message in messages),

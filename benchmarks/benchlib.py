@@ -227,6 +227,17 @@ def python() -> str:
     return sys.executable
 
 
+def case_dice(result, label_path: str) -> dict[str, float]:
+    """Dice per region (WT, TC, ET) of a ``segment_case`` result against the reference label file."""
+    from BratsUNetLib.data.images import read_label, voxel_spacing
+    from BratsUNetLib.data.labels import REGIONS
+    from BratsUNetLib.evaluation.metrics import region_metrics
+
+    truth = read_label(label_path, result.labels.shape, result.affine)
+    metrics = region_metrics(result.labels, truth, voxel_spacing(result.affine))
+    return {region: metrics[region]["dice"] for region in REGIONS}
+
+
 # ------------------------------------------------------------------------------------------------ results
 
 def write_results(name: str, payload: dict, quick: bool) -> Path:

@@ -125,8 +125,8 @@ def check_backend(backend: str) -> None:
 
 
 def check_precision(precision: str | None, backend: str = "auto") -> None:
-    """Raise :class:`BratsUNetError` (one line) for an unknown precision, one ``backend`` cannot run, or one whose
-    packages are missing. Whether the machine has the units is checked when the device is known (:class:`Runner`)."""
+    """Raise :class:`BratsUNetError` (one line) for an unknown precision or one ``backend`` cannot run. Whether the
+    machine has the units and the packages is checked when the device is known (:class:`Runner`)."""
     if precision is None or precision == "fp32":
         if precision == "fp32" and backend == "amp":
             raise BratsUNetError("--backend amp computes in reduced precision; use --precision bf16 with it, or "

@@ -11,7 +11,7 @@ never seen): the automatic segmentation (0 clicks), then one click at a time, ea
 reference, at its innermost voxel, in the region whose error it is); each click refines the previous result with
 every click so far, as the Slicer panel does with its point lists.
 Reported: mean Dice per region (BraTS conventions, ``evaluation/metrics``) after each number of clicks, the
-gain after 5 clicks on the cases whose automatic Dice is below 0.85, and whether a region's mean Dice ever fell
+gain after 5 clicks on the cases whose automatic Dice is below 0.85, and the largest fall of a region's mean Dice
 after a click. Results: benchmarks/results/clicks[-quick].json and a plot clicks[-quick].png.
 """
 
@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import benchlib
-import numpy as np
 
-CLICK_COUNTS = (0, 1, 2, 3, 5, 10)
 REGIONS = ("WT", "TC", "ET")
 
 
@@ -51,17 +50,13 @@ def guided_config(entries: list[dict], validation: list[dict], patch: int) -> di
     })
 
 
-def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
-    """BraTS Dice of two masks; 1 when both are empty."""
-    total = int(prediction.sum() + reference.sum())
-    return 1.0 if total == 0 else 2.0 * float((prediction & reference).sum()) / total
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--minutes", type=float, help="training budget (default 12, quick 1)")
     parser.add_argument("--test-cases", type=int, help="held-out phantoms (default 6, quick 2)")
+    parser.add_argument("--model", type=Path, help="a guided model trained earlier (--save-model): no training")
+    parser.add_argument("--save-model", type=Path, help="keep the trained guided model in this file")
     args = parser.parse_args(argv)
     quick = args.quick
     shape = (64, 64, 48) if quick else (96, 96, 64)
@@ -70,11 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     minutes = args.minutes or (1.0 if quick else 12.0)
 
     from BratsUNetLib.data.images import read_case
-    from BratsUNetLib.data.labels import labels_to_regions
-    from BratsUNetLib.guidance import Click, next_click
+    from BratsUNetLib.evaluation.click_curve import CLICK_COUNTS, click_curve
     from BratsUNetLib.inference.loaded_model import load_models
     from BratsUNetLib.inference.pipeline import segment_case
-    from BratsUNetLib.inference.refinement import prepare, refine
     from BratsUNetLib.phantoms.generate import MODALITIES, generate_case, write_case
     from BratsUNetLib.training.loop import train
     from BratsUNetLib.training.settings import TrainingSettings
@@ -86,50 +79,32 @@ def main(argv: list[str] | None = None) -> int:
             paths = write_case(generate_case(shape, seed=seed), folder / "cases", f"C{seed}")
             return {"image": [str(paths[m]) for m in MODALITIES], "label": str(paths["seg"])}
 
-        config = guided_config([entry(s) for s in range(n_train)], [entry(500)], patch=32 if quick else 48)
-        started = time.perf_counter()
-        train(config, folder / "run", settings=TrainingSettings(device="cpu", seed=1, n_workers=0,
-                                                              max_seconds=minutes * 60))
-        training_seconds = time.perf_counter() - started
-        [model] = load_models([folder / "run" / "model_best.pth"], device="cpu")
+        training_seconds = None
+        model_path = args.model
+        if model_path is None:
+            config = guided_config([entry(s) for s in range(n_train)], [entry(500)], patch=32 if quick else 48)
+            started = time.perf_counter()
+            train(config, folder / "run", settings=TrainingSettings(device="cpu", seed=1, n_workers=0,
+                                                                  max_seconds=minutes * 60))
+            training_seconds = time.perf_counter() - started
+            model_path = folder / "run" / "model_best.pth"
+            if args.save_model:
+                shutil.copyfile(model_path, args.save_model)
+        [model] = load_models([model_path], device="cpu")
 
-        curves: dict[str, list[list[float]]] = {region: [] for region in REGIONS}
+        cases = {}
         for seed in range(1000, 1000 + n_test):
             phantom = generate_case(shape, seed=seed)
             paths = write_case(phantom, folder / "test", f"T{seed}")
-            reference = labels_to_regions(phantom.label)
-            labels = segment_case({m: paths[m] for m in MODALITIES}, [model]).labels
+            automatic = segment_case({m: paths[m] for m in MODALITIES}, [model]).labels
             image, affine = read_case([paths[m] for m in MODALITIES])
-            prepared = prepare(model, image, affine)
-            per_case = {region: [] for region in REGIONS}
-            clicks = []
-            for clicks_done in range(max(CLICK_COUNTS) + 1):
-                if clicks_done in CLICK_COUNTS:
-                    regions = labels_to_regions(labels)
-                    for index, region in enumerate(REGIONS):
-                        per_case[region].append(dice(regions[index], reference[index]))
-                if clicks_done == max(CLICK_COUNTS):
-                    break
-                found = next_click(labels_to_regions(labels), reference)
-                if found is None:  # nothing left to correct: the rest of the curve stays where it is
-                    continue
-                point = tuple(float(v) for v in (affine @ np.array([*found.index, 1.0]))[:3])
-                clicks.append(Click(point, found.region, found.positive))
-                labels = refine(model, prepared, affine, labels, clicks).labels  # as in Slicer: every point so far
-            for region in REGIONS:
-                curves[region].append(per_case[region])
+            cases[f"T{seed}"] = (image, affine, automatic, phantom.label)
+        curve = click_curve(model, cases)
 
-    mean = {region: np.mean(curves[region], axis=0).tolist() for region in REGIONS}
-    five = CLICK_COUNTS.index(5)
-    gains = {}
-    for region in REGIONS:
-        rows = [row for row in curves[region] if row[0] < 0.85]
-        gains[region] = float(np.mean([row[five] - row[0] for row in rows])) if rows else None
-    fell = {region: bool(np.any(np.diff(mean[region]) < -1e-6)) for region in REGIONS}
+    mean, gains, falls = curve.mean(), curve.gain(), curve.largest_fall()
     payload = {"machine": benchlib.machine(), "versions": benchlib.versions(), "case_shape": list(shape),
                "training_cases": n_train, "test_cases": n_test, "training_seconds": training_seconds,
-               "clicks": list(CLICK_COUNTS), "mean_dice": mean, "per_case_dice": curves,
-               "gain_after_5_clicks_where_below_0.85": gains, "a_mean_fell_after_a_click": fell}
+               "model": str(args.model) if args.model else None, **curve.as_dict()}
     path = benchlib.write_results("clicks", payload, quick)
     try:
         import matplotlib
@@ -148,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         figure.savefig(path.with_suffix(".png"), dpi=100)
     except ImportError:  # matplotlib is a dependency; without it the numbers are still written
         pass
-    print(f"trained {training_seconds / 60:.1f} min; mean Dice after {list(CLICK_COUNTS)} clicks:")
+    trained = f"trained {training_seconds / 60:.1f} min" if training_seconds else f"model {args.model}"
+    print(f"{trained}; mean Dice after {list(CLICK_COUNTS)} clicks:")
     for region in REGIONS:
         print(f"  {region}: " + " ".join(f"{value:.3f}" for value in mean[region])
               + f"  (gain after 5 where automatic < 0.85: {gains[region]})")
-    print(f"a mean fell after a click: {fell}; {path}")
+    print(f"largest fall of a mean after a click: {falls}; {path}")
     return 0
 
 

@@ -7,7 +7,11 @@ click maps per region WT, TC, ET) and the current segmentation as three region m
 """
 
 from BratsUNetLib.guidance.clicks import Click, VoxelClick, parse_click, to_voxel_clicks
-from BratsUNetLib.guidance.region import fixed_size_box, refinement_box
+from BratsUNetLib.guidance.region import (
+           fixed_size_box,
+           keep_unclicked_regions,
+           refinement_box,
+)
 from BratsUNetLib.guidance.signals import (
            GUIDANCE_CHANNELS,
            PRIOR_CHANNELS,
@@ -15,5 +19,6 @@ from BratsUNetLib.guidance.signals import (
 )
 from BratsUNetLib.guidance.simulation import click_in, largest_error, next_click
 
-__all__ = ["GUIDANCE_CHANNELS", "PRIOR_CHANNELS", "Click", "VoxelClick", "click_in", "fixed_size_box", "guided_input", "largest_error",
-           "next_click", "parse_click", "refinement_box", "to_voxel_clicks"]
+__all__ = ["GUIDANCE_CHANNELS", "PRIOR_CHANNELS", "Click", "VoxelClick", "click_in", "fixed_size_box", "guided_input",
+           "keep_unclicked_regions", "largest_error", "next_click", "parse_click", "refinement_box",
+           "to_voxel_clicks"]

@@ -9,8 +9,11 @@ the clicks (points in RAS mm, :class:`BratsUNetLib.guidance.Click`), and returns
    edge so that every click runs the network on one input shape) is cut out; the guided network
    sees its images, the click maps and the current segmentation as its prior (:func:`~.guided_input`), in one
    pass at native resolution (padded to what the network's downsampling divides).
-3. The box's region probabilities become labels (ORIGINAL.md §3) and replace the box of the label map; every
-   voxel outside the box keeps its label. The network sees the prior, so the box's edges agree with it.
+3. Only the regions the clicks are about, and those inside them, change
+   (:func:`~BratsUNetLib.guidance.keep_unclicked_regions`: the outer ones keep the current segmentation, but for
+   what the regions' nesting demands). The box's region
+   probabilities become labels (ORIGINAL.md §3) and replace the box of the label map; every voxel outside the
+   box keeps its label. The network sees the prior, so the box's edges agree with it.
 
 The network stays loaded between clicks (:func:`BratsUNetLib.inference.loaded_model.load_models` caches it).
 """
@@ -36,6 +39,7 @@ from BratsUNetLib.guidance import (
     Click,
     fixed_size_box,
     guided_input,
+    keep_unclicked_regions,
     refinement_box,
     to_voxel_clicks,
 )
@@ -117,7 +121,8 @@ def refine(model: LoadedModel, image: np.ndarray | PreparedImages, affine: np.nd
     edge = max(divisor, int(guidance["max_edge"]) // divisor * divisor)
     box = fixed_size_box(box, edge, shape)
     images = np.asarray(prepared.images[(slice(None), *box)], dtype=np.float32)
-    network_input = guided_input(images, labels_to_regions(prior[box], scheme), voxel_clicks,
+    prior_regions = labels_to_regions(prior[box], scheme)
+    network_input = guided_input(images, prior_regions, voxel_clicks,
                                  sigma=float(guidance["sigma"]), offset=[s.start for s in box])
     batch = torch.from_numpy(network_input).unsqueeze(0).to(model.device)
     run, _strategy = network_runner(model, InferenceOptions(native="whole", backend=options.backend,
@@ -125,6 +130,7 @@ def refine(model: LoadedModel, image: np.ndarray | PreparedImages, affine: np.nd
                                     tuple(batch.shape[1:]))
     with torch.inference_mode():
         probabilities = activate(run(batch), model.activation(options))[0].float().cpu().numpy()
+    probabilities = keep_unclicked_regions(probabilities, prior_regions, {click.region for click in clicks})
 
     # 3. Labels in the box, the rest as it was, on the file's grid.
     recomputed = np.zeros(shape, np.uint8)

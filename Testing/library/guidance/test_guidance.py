@@ -13,6 +13,7 @@ from BratsUNetLib.guidance import (
     Click,
     VoxelClick,
     guided_input,
+    keep_unclicked_regions,
     next_click,
     parse_click,
     refinement_box,
@@ -123,3 +124,28 @@ def test_a_fixed_size_box_keeps_its_centre_and_stays_in_the_volume():
     assert fixed_size_box((slice(10, 20), slice(0, 4), slice(50, 60)), 16, (64, 64, 60)) == (
         slice(7, 23), slice(0, 16), slice(44, 60))
     assert fixed_size_box((slice(2, 5),) * 3, 16, (8, 40, 40))[0] == slice(0, 8)  # a short axis: all of it
+
+
+def _x_ranges(whole, core, enhancing, shape=(8, 1, 1)):
+    """Region masks ``(3, 8, 1, 1)`` from the x ranges of WT, TC and ET."""
+    masks = np.zeros((3, *shape), bool)
+    for channel, (start, stop) in enumerate((whole, core, enhancing)):
+        masks[channel, start:stop] = True
+    return masks
+
+
+def test_a_click_changes_its_region_and_the_inner_ones_and_the_outer_ones_only_by_nesting():
+    prior = _x_ranges((1, 7), (2, 6), (3, 5))
+    # What the network says: WT shrunk to 2..6, TC grown to 0..8 (beyond the prior's WT), ET moved to 5..7.
+    network = _x_ranges((2, 6), (0, 8), (5, 7)).astype(np.float32)
+
+    core_click = keep_unclicked_regions(network, prior, {"TC"}) > 0.5
+    assert core_click[1:].tolist() == network[1:].astype(bool).tolist()  # TC and ET: the network's
+    assert core_click[0, :, 0, 0].tolist() == [True] * 8                  # WT grows with TC, never shrinks
+
+    et_only = _x_ranges((0, 8), (2, 4), (3, 4)).astype(np.float32)
+    after = keep_unclicked_regions(et_only, prior, {"ET"}) > 0.5
+    assert after[2].tolist() == et_only[2].astype(bool).tolist()
+    assert after[:2].tolist() == prior[:2].tolist()                      # an ET click: WT and TC as they were
+
+    np.testing.assert_array_equal(keep_unclicked_regions(network, prior, {"WT"}), network)

@@ -117,3 +117,48 @@ def test_images_prepared_once_give_the_same_answer(case):
         again = refine(model, prepared, LEFT_HANDED, labels, [click])
         np.testing.assert_array_equal(again.labels, expected.labels)
         assert again.box == expected.box
+
+
+class EdemaEverywhere(ClickFollower):
+    """The click follower, but its whole tumour covers every voxel it sees."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        logits[:, 0] = 10.0
+        return logits
+
+
+def test_a_click_changes_its_region_and_those_inside_it_only(case):
+    """A TC click may move TC and ET; the edema boundary in its box stays the user's, however the network
+    answers for WT there (it grows only where the new core needs it)."""
+    image, labels = case
+    model = model_from(EdemaEverywhere(), guided_model().config)
+    result = refine(model, image, LEFT_HANDED, labels, [Click(ras((32, 14, 20)), "TC", True)])
+    assert result.labels[32, 14, 20] == 1
+    gained = (labels == 0) & (result.labels != 0)
+    assert gained.any() and np.all(result.labels[gained] == 1)  # nothing new is edema: only the new core
+    wt_click = refine(model, image, LEFT_HANDED, labels, [Click(ras((32, 14, 20)), "WT", True)])
+    box = np.zeros(SHAPE, bool)
+    box[wt_click.box] = True
+    assert np.all(wt_click.labels[box] != 0)  # a WT click: the network's WT, here the whole box
+
+
+def test_the_click_curve_follows_the_simulated_clicks(case):
+    """``evaluation.click_curve`` (the demo's and bench_clicks' curve): Dice per region after 0, 1, 2, 3, 5, 10
+    clicks, each placed on the largest error. The click follower corrects where it is clicked, so the curve
+    starts at the start's Dice and rises."""
+    from BratsUNetLib.data.labels import labels_to_regions
+    from BratsUNetLib.evaluation.click_curve import CLICK_COUNTS, click_curve
+    from BratsUNetLib.evaluation.metrics import dice
+
+    image, labels = case
+    reference = np.zeros(SHAPE, np.uint8)
+    reference[ellipsoid((27, 14, 20), (5, 5, 5))] = 2
+    reference[ellipsoid((27, 14, 20), (2, 2, 2))] = 1  # a core the start missed; the false edema is not there
+    curve = click_curve(guided_model(), {"C": (image, LEFT_HANDED, labels, reference)})
+    values = curve.cases["C"]
+    start, truth = labels_to_regions(labels), labels_to_regions(reference)
+    assert [len(values[region]) for region in ("WT", "TC", "ET")] == [len(CLICK_COUNTS)] * 3
+    assert values["WT"][0] == dice(start[0], truth[0]) and values["TC"][0] == 0.0
+    assert values["TC"][-1] > 0.5 and values["WT"][-1] > values["WT"][0]
+    assert curve.mean()["TC"] == values["TC"] and curve.gain()["TC"] == values["TC"][CLICK_COUNTS.index(5)]

@@ -279,7 +279,8 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
     def refine(self, segmentationNode, addPoints=None, removePoints=None, model: str = "", *, region: str = "WT",
                device: str = "auto", wait: bool = False, onEvent=None):
         """Correct a BratsUNet result with clicks: ``addPoints`` are in ``region`` (WT, TC or ET), ``removePoints``
-        are not (Markups point lists, or (R, A, S) triples in mm). A guided ``model`` (trained with a "guidance"
+        are not (Markups point lists, or (R, A, S) triples in mm; a Markups point whose description is WT, TC or
+        ET is about that region instead, as the panel marks each point it places). A guided ``model`` (trained with a "guidance"
         block in its config; default: the model that made the segmentation) recomputes a box around the points,
         and ``segmentationNode`` is refilled in place; the rest of it keeps its labels. With ``wait=True``
         returns the node, else the running job."""
@@ -288,8 +289,8 @@ class BratsUNetLogic(ScriptedLoadableModuleLogic):
         model = model or (segmentationNode.GetAttribute(segment.MODEL_ATTRIBUTE) if segmentationNode else "") or ""
         if not model:
             raise BratsUNetError(_("No model chosen; give the path of a guided model (.pth)."))
-        job = refinement.start(self.worker, segmentationNode, model, refinement.points_of(addPoints),
-                               refinement.points_of(removePoints), region, dependencies.device_argument(device),
+        job = refinement.start(self.worker, segmentationNode, model, refinement.points_of(addPoints, region),
+                               refinement.points_of(removePoints, region), dependencies.device_argument(device),
                                onEvent)
         return self.waitFor(job)["segmentation"] if wait else job
 

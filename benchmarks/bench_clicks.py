@@ -18,7 +18,6 @@ after a click. Results: benchmarks/results/clicks[-quick].json and a plot clicks
 from __future__ import annotations
 
 import argparse
-import copy
 import shutil
 import sys
 import tempfile
@@ -28,26 +27,6 @@ from pathlib import Path
 import benchlib
 
 REGIONS = ("WT", "TC", "ET")
-
-
-def guided_config(entries: list[dict], validation: list[dict], patch: int) -> dict:
-    return copy.deepcopy({
-        "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": 13, "out_channels": 3,
-                  "kernel_size": [[3, 3, 3]] * 4, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
-                  "upsample_kernel_size": [[2, 2, 2]] * 3, "filters": [8, 16, 32, 64]},
-        "optimizer": {"name": "Adam", "lr": 0.003},
-        "loss": {"name": "DiceLoss", "sigmoid": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5},
-        "dataset": {"name": "SegmentationDataset", "labels": [2, 1, 4], "setup_label_hierarchy": True,
-                    "crop_foreground": True, "normalization": "NormalizeIntensityD",
-                    "normalization_kwargs": {"channel_wise": True, "nonzero": True},
-                    "training": {"random_crop": True, "desired_shape": [patch] * 3,
-                                 "spatial_augmentations": [{"name": "RandFlipd", "prob": 0.5, "spatial_axis": 0}]}},
-        "inference": {"name": "SlidingWindowInferer", "roi_size": [patch] * 3, "sw_batch_size": 1},
-        "guidance": {"sigma": 2, "margin": 12, "max_edge": 48, "max_clicks": 10, "no_click_fraction": 0.25},
-        "training": {"batch_size": 2, "n_epochs": 10000, "save_best": True, "samples_per_epoch": 2 * len(entries)},
-        "training_filenames": entries,
-        "validation_filenames": validation,
-    })
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     n_test = args.test_cases or (2 if quick else 6)
     minutes = args.minutes or (1.0 if quick else 12.0)
 
+    from BratsUNetLib.config.brats import guided_training_config
     from BratsUNetLib.data.images import read_case
     from BratsUNetLib.evaluation.click_curve import CLICK_COUNTS, click_curve
+    from BratsUNetLib.evaluation.report import plot_click_curve
     from BratsUNetLib.inference.loaded_model import load_models
     from BratsUNetLib.inference.pipeline import segment_case
     from BratsUNetLib.phantoms.generate import MODALITIES, generate_case, write_case
@@ -82,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         training_seconds = None
         model_path = args.model
         if model_path is None:
-            config = guided_config([entry(s) for s in range(n_train)], [entry(500)], patch=32 if quick else 48)
+            config = guided_training_config([entry(s) for s in range(n_train)], [entry(500)],
+                                            patch=32 if quick else 48)
             started = time.perf_counter()
             train(config, folder / "run", settings=TrainingSettings(device="cpu", seed=1, n_workers=0,
                                                                   max_seconds=minutes * 60))
@@ -106,23 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                "training_cases": n_train, "test_cases": n_test, "training_seconds": training_seconds,
                "model": str(args.model) if args.model else None, **curve.as_dict()}
     path = benchlib.write_results("clicks", payload, quick)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(5, 3.5))
-        for region in REGIONS:
-            axes.plot(CLICK_COUNTS, mean[region], marker="o", label=region)
-        axes.set_xlabel("simulated clicks")
-        axes.set_ylabel(f"mean Dice ({n_test} held-out phantoms)")
-        axes.set_ylim(0, 1)
-        axes.legend()
-        figure.tight_layout()
-        figure.savefig(path.with_suffix(".png"), dpi=100)
-    except ImportError:  # matplotlib is a dependency; without it the numbers are still written
-        pass
+    plot_click_curve(curve, path.with_suffix(".png"))
     trained = f"trained {training_seconds / 60:.1f} min" if training_seconds else f"model {args.model}"
     print(f"{trained}; mean Dice after {list(CLICK_COUNTS)} clicks:")
     for region in REGIONS:

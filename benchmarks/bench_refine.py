@@ -14,6 +14,11 @@ One process, the model loaded once (as in Slicer, where it stays loaded between 
   (``BratsUNetLib.guidance.next_click``) on its largest error against the phantom's reference, each click timed
   from the call to the new label map (the box, the click maps, the network pass, labels put back).
 
+With ``--panel`` the same clicks go through the Slicer module too (``BratsUNetLogic.refine`` on a real slicer-core
+scene, as ``bench_panel.py`` runs it): the current segmentation exported, the job in the module's worker process
+(which keeps the model loaded and the case's images prepared between clicks), the answer imported into the same
+segmentation node and its volumes table. Each click is timed from the call to the refilled node.
+
 Reported: the automatic time, the median and worst click, and each click's box. Results:
 benchmarks/results/refine[-quick].json.
 """
@@ -32,11 +37,37 @@ import numpy as np
 CLICK_TARGET_SECONDS = 3.0
 
 
+def panel_clicks(checkpoint: Path, images: dict, clicks: list) -> list[float]:
+    """Seconds of each of ``clicks`` through ``BratsUNetLogic.refine`` (one point a call, like the library loop),
+    after an untimed automatic segmentation in the module's worker makes the node to refine."""
+    from bench_panel import panel_logic
+
+    module = panel_logic()
+    from BratsUNetSlicer import scene_io
+
+    volumes = {name: scene_io.load_volume(str(path), f"BraTS20_Phantom_007_{name}") for name, path in images.items()}
+    logic = module.BratsUNetLogic()
+    seconds = []
+    try:
+        node = logic.segment(**volumes, model=str(checkpoint), device="cpu", wait=True)
+        for click in clicks:
+            points = [click.point]
+            started = time.perf_counter()
+            logic.refine(node, addPoints=points if click.positive else None,
+                         removePoints=None if click.positive else points, region=click.region, device="cpu",
+                         wait=True)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        logic.worker.close()
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small network and case (a smoke test)")
     parser.add_argument("--clicks", type=int, help="clicks to time (default 20, quick 5)")
     parser.add_argument("--backend", default="auto", help="the network's backend for the clicks (default auto)")
+    parser.add_argument("--panel", action="store_true", help="time the clicks through the Slicer module as well")
     args = parser.parse_args(argv)
     quick = args.quick
     n_clicks = (args.clicks or (5 if quick else 20)) + 1  # the first one apart
@@ -87,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             current = result.labels
             timings.append({"seconds": seconds, "region": found.region, "positive": found.positive,
                             "box": [s.stop - s.start for s in result.box]})
+        panel = panel_clicks(checkpoint, images, clicks) if args.panel else []
 
     # The first click of a process converts the network for the box's shape (once; an exported backend keeps the
     # result on disk for later processes): reported on its own, the others are the clicks a user waits for.
@@ -97,11 +129,19 @@ def main(argv: list[str] | None = None) -> int:
                "prepare_seconds": prepare_seconds, "backend": args.backend, "first_click_seconds": first,
                "click_median_seconds": benchlib.median(seconds), "click_worst_seconds": max(seconds, default=None),
                "clicks": timings, "target_seconds": CLICK_TARGET_SECONDS}
+    if panel:
+        payload.update(panel_first_click_seconds=panel[0], panel_click_seconds=panel[1:],
+                       panel_click_median_seconds=benchlib.median(panel[1:]),
+                       panel_click_worst_seconds=max(panel[1:], default=None))
     path = benchlib.write_results("refine", payload, quick)
     print(f"automatic segmentation {automatic_seconds:.2f} s; first click {benchlib.fmt(first)} s; "
           f"{len(seconds)} more clicks: median "
           f"{benchlib.fmt(payload['click_median_seconds'])} s, worst {benchlib.fmt(payload['click_worst_seconds'])} s "
           f"(target {CLICK_TARGET_SECONDS:g} s); {path}")
+    if panel:
+        print(f"through the Slicer module: first click {panel[0]:.2f} s; median "
+              f"{benchlib.fmt(payload['panel_click_median_seconds'])} s, worst "
+              f"{benchlib.fmt(payload['panel_click_worst_seconds'])} s")
     return 0
 
 

@@ -9,6 +9,8 @@ import slicer
 from slicer.i18n import tr as _
 from slicer.util import VTKObservationMixin
 
+from BratsUNetSlicer import refinement
+
 # BratsUNetLib.data.labels names the regions too, but it needs scipy, which a fresh Slicer installs only later.
 REGION_CHOICES = ((_("Whole tumor (WT)"), "WT"), (_("Tumor core (TC)"), "TC"), (_("Enhancing tumor (ET)"), "ET"))
 # A point placed, or moved and dropped: what a click means here (not every step of a drag).
@@ -35,9 +37,11 @@ class RefineSection(VTKObservationMixin):
                                                                                      onEvent=onEvent))
 
     def onPointPlaced(self, caller=None, event=None) -> None:
-        """A point was placed or moved: refine at once when asked to and nothing is segmenting (a click while a
+        """A point was placed or moved: it takes the selected region (unless it has one already); refine at once when asked to and nothing is segmenting (a click while a
         refinement runs waits for the next one rather than cancelling it)."""
         parameters = self.panel.parameters
+        if self.panel.hasParameterNode and caller is not None and hasattr(caller, "GetNumberOfControlPoints"):
+            refinement.stamp_region(caller, parameters.refineRegion)  # the point keeps the region it is placed for
         if (self.panel.hasParameterNode and parameters.refineOnPlace and parameters.outputSegmentation is not None
                 and "segment" not in self.panel.results.runningKinds):
             self.onRefine()

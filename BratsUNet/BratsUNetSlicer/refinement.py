@@ -10,7 +10,7 @@ scene as it was (one :class:`~BratsUNetSlicer.transaction.SceneTransaction`).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import slicer
@@ -25,9 +25,20 @@ from BratsUNetSlicer.worker import Job, WorkerClient
 REGIONS = ("WT", "TC", "ET")  # BratsUNetLib.data.labels.REGIONS, which needs scipy: not imported at module load
 
 
-def points_of(points: Any) -> list[tuple[float, float, float]]:
-    """RAS points (mm) of a Markups point list (world coordinates: its transforms applied), or of a sequence of
-    (R, A, S) triples; [] for None."""
+Point = tuple[tuple[float, float, float], str]  # (R, A, S) in mm, and the region (WT, TC or ET) it is about
+
+
+def check_region(region: str) -> str:
+    if region not in REGIONS:
+        raise BratsUNetError(f"Unknown region '{region}'; use WT, TC or ET.")
+    return region
+
+
+def points_of(points: Any, region: str) -> list[Point]:
+    """The points of a Markups point list (world RAS in mm: its transforms applied), or of a sequence of (R, A, S)
+    triples, each with its region: the one the point was placed for (its description, see :func:`stamp_region`),
+    else ``region``; [] for None."""
+    check_region(region)
     if points is None:
         return []
     if hasattr(points, "GetNumberOfControlPoints"):
@@ -35,22 +46,43 @@ def points_of(points: Any) -> list[tuple[float, float, float]]:
         for index in range(points.GetNumberOfControlPoints()):
             position = [0.0, 0.0, 0.0]
             points.GetNthControlPointPositionWorld(index, position)
-            found.append(tuple(float(v) for v in position))
-        return found
-    return [tuple(float(v) for v in point) for point in points]  # type: ignore[misc]
+            own = points.GetNthControlPointDescription(index)
+            found.append((tuple(float(v) for v in position), own if own in REGIONS else region))
+        return found  # type: ignore[return-value]
+    return [(tuple(float(v) for v in point), region) for point in points]  # type: ignore[misc]
 
 
-def click_text(point: Sequence[float], region: str) -> str:
+def stamp_region(points: Any, region: str) -> None:
+    """Give each point of a Markups list that has no region yet ``region`` (as its description, which the
+    Markups module shows and saves with the list): a point keeps the region it was placed for when the panel's
+    region selector changes later, so earlier points are not read again as points of another region."""
+    check_region(region)
+    for index in range(points.GetNumberOfControlPoints()):
+        if points.GetNthControlPointDescription(index) not in REGIONS:
+            points.SetNthControlPointDescription(index, region)
+
+
+def save_for_undo(segmentation: Any) -> None:
+    """Make the refinement one step of the Segment Editor's undo when the editor is editing ``segmentation``: the
+    editor keeps its undo states itself (a ``vtkSegmentationHistory``), and an edit made outside it is undone only
+    if its state was saved before the edit, as its own effects do."""
+    widget = getattr(slicer.modules, "SegmentEditorWidget", None)  # set once the Segment Editor's panel exists
+    editor = getattr(widget, "editor", None)
+    edited = editor.segmentationNode() if editor is not None else None
+    if edited is not None and edited.GetID() == segmentation.GetID():
+        editor.saveStateForUndo()
+
+
+def click_text(point: Point) -> str:
     """``R,A,S:REGION`` as ``bratsunet refine --add`` takes it."""
-    return ",".join(f"{value:.4f}" for value in point) + f":{region}"
+    return ",".join(f"{value:.4f}" for value in point[0]) + f":{point[1]}"
 
 
-def start(worker: WorkerClient, segmentation: Any, model: str, add: list, remove: list, region: str,
+def start(worker: WorkerClient, segmentation: Any, model: str, add: list[Point], remove: list[Point],
           device: str, on_event: Callable[[dict], None] | None = None) -> Job:
     """Start refining ``segmentation`` (a BratsUNet result) with the guided ``model``; ``add`` / ``remove`` are
-    RAS points in mm of ``region``. The node is refilled in place when the job succeeds."""
-    if region not in REGIONS:
-        raise BratsUNetError(f"Unknown region '{region}'; use WT, TC or ET.")
+    points in a region / not in it (:func:`points_of`). The node is refilled in place when the job succeeds, as
+    one step of the Segment Editor's undo."""
     if not add and not remove:
         raise BratsUNetError("No point to refine with; place a point in the add or the remove list.")
     inputs = cases.result_inputs(segmentation) if segmentation is not None else {}
@@ -69,7 +101,7 @@ def start(worker: WorkerClient, segmentation: Any, model: str, add: list, remove
         current = cases.write_label_map(labels, reference, folder / "current.nii.gz")
         output = folder / "refined.nii.gz"
         argv = command_argv("refine", model=str(model), **images, segmentation=str(current),
-                            add=[click_text(p, region) for p in add], remove=[click_text(p, region) for p in remove],
+                            add=[click_text(p) for p in add], remove=[click_text(p) for p in remove],
                             output=str(output), labels="brats2020", device=device)  # the scene's values
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -85,6 +117,7 @@ def start(worker: WorkerClient, segmentation: Any, model: str, add: list, remove
         ).ContainsRepresentation(slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
         table = segmentation.GetNodeReference(segment.TABLE_ROLE)
         transaction.keep(table)
+        save_for_undo(segmentation)
         results.import_segmentation(output, reference, "brats2020", segmentation)
         if shown_in_3d:  # the surfaces are made again from the refined labels
             results.show_in_3d(segmentation, True)

@@ -48,3 +48,35 @@ def brats_training_config(model: dict[str, Any], desired_shape: Sequence[int], t
     if validation_files is not None:
         config["validation_filenames"] = list(validation_files)
     return config
+
+
+# The guided model of the demo and of benchmarks/bench_clicks.py: a 4-level DynUNet (filters 8-64) taking the four
+# images and the 9 guidance channels, trained on native-resolution patches (refinement runs at native
+# resolution) with clicks simulated on its own errors.
+GUIDED_FILTERS = (8, 16, 32, 64)
+GUIDED_OPTIONS = {"sigma": 2, "margin": 12, "max_edge": 48, "max_clicks": 10, "no_click_fraction": 0.25}
+
+
+def guided_training_config(training_files: Sequence[dict], validation_files: Sequence[dict], *, patch: int = 48
+                           ) -> dict:
+    """An original-format config (with its ``guidance`` block) that trains the guided model on BraTS cases in
+    random ``patch``³ crops of the brain at native resolution."""
+    levels = len(GUIDED_FILTERS)
+    return {
+        "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": 4 + 9, "out_channels": 3,
+                  "kernel_size": [[3, 3, 3]] * levels, "strides": [[1, 1, 1]] + [[2, 2, 2]] * (levels - 1),
+                  "upsample_kernel_size": [[2, 2, 2]] * (levels - 1), "filters": list(GUIDED_FILTERS)},
+        "optimizer": {"name": "Adam", "lr": 0.003},
+        "loss": {"name": "DiceLoss", "sigmoid": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5},
+        "dataset": {"name": "SegmentationDataset", "labels": list(BRATS_LABELS), "setup_label_hierarchy": True,
+                    "crop_foreground": True, "normalization": "NormalizeIntensityD",
+                    "normalization_kwargs": {"channel_wise": True, "nonzero": True},
+                    "training": {"random_crop": True, "desired_shape": [patch] * 3,
+                                 "spatial_augmentations": [{"name": "RandFlipd", "prob": 0.5, "spatial_axis": 0}]}},
+        "inference": {"name": "SlidingWindowInferer", "roi_size": [patch] * 3, "sw_batch_size": 1},
+        "guidance": dict(GUIDED_OPTIONS),
+        "training": {"batch_size": 2, "n_epochs": 10000, "save_best": True,
+                     "samples_per_epoch": 2 * len(training_files)},
+        "training_filenames": list(training_files),
+        "validation_filenames": list(validation_files),
+    }

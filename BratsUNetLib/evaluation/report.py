@@ -14,6 +14,7 @@ import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nibabel.orientations import apply_orientation, io_orientation
@@ -23,6 +24,9 @@ from BratsUNetLib.fileio import atomic_path, write_text_atomic
 from BratsUNetLib.data.labels import REGIONS, region_names
 from BratsUNetLib.evaluation.metrics import mean_metrics
 from BratsUNetLib.training.log import TrainingLog, dice_column
+
+if TYPE_CHECKING:  # the curve's module imports the inference stack, which a report of metrics does not need
+    from BratsUNetLib.evaluation.click_curve import ClickCurve
 
 DPI = 100
 STRIP_PX = 28  # height of the column-title strip and of the legend strip of a slices figure
@@ -218,6 +222,31 @@ def plot_training_curves(log_path: str | os.PathLike, path: str | os.PathLike, *
     return _save_png(figure, path)
 
 
+def plot_click_curve(curve: ClickCurve, path: str | os.PathLike, *, width_px: int = 560, height_px: int = 360
+                     ) -> Path:
+    """A PNG of a click curve (:class:`~BratsUNetLib.evaluation.click_curve.ClickCurve`): mean Dice per region
+    against the number of simulated clicks."""
+    figure = _figure(width_px, height_px)
+    axes = figure.subplots()
+    for region, values in curve.mean().items():
+        axes.plot(curve.clicks, values, marker="o", label=region)
+    axes.set_xlabel("simulated clicks")
+    axes.set_ylabel(f"mean Dice ({len(curve.cases)} held-out cases)")
+    axes.set_ylim(0, 1)
+    axes.legend(fontsize=8)
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.95)
+    return _save_png(figure, path)
+
+
+def _click_table(curve: ClickCurve) -> str:
+    """An HTML table: mean Dice per region (rows) after each number of clicks (columns)."""
+    head = "".join(f"<th>{n}</th>" for n in curve.clicks)
+    rows = [f"<tr><th>Region</th>{head}</tr>"]
+    rows += [f"<tr><td>{region}</td>" + "".join(f"<td>{value:.3f}</td>" for value in values) + "</tr>"
+             for region, values in curve.mean().items()]
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
 # (metric key, table heading, format) in table order; the units are those of metrics.region_metrics.
 TABLE_METRICS = (
     ("dice", "Dice", "{:.3f}"),
@@ -265,9 +294,11 @@ def _relative_src(image: str | os.PathLike, page: Path) -> str:
 def write_html_report(path: str | os.PathLike, case_metrics: Mapping[str, Mapping[str, Mapping[str, float]]], *,
                       curves_png: str | os.PathLike | None = None,
                       slice_pngs: Mapping[str, str | os.PathLike] | None = None,
-                      title: str = "BratsUNet report", notes: Sequence[str] = ()) -> Path:
+                      title: str = "BratsUNet report", notes: Sequence[str] = (),
+                      click_curve: ClickCurve | None = None, click_png: str | os.PathLike | None = None) -> Path:
     """An HTML page: ``notes`` (one paragraph each), the metrics table of ``case_metrics`` (``{case id:
-    region_metrics(...)}``, with a mean row), the training curves PNG and one slices PNG per case.
+    region_metrics(...)}``, with a mean row), the training curves PNG, the ``click_curve`` (table and
+    ``click_png``) when given, and one slices PNG per case.
 
     The page is self-contained apart from the PNGs it links with paths relative to its own folder.
     """
@@ -283,6 +314,13 @@ def write_html_report(path: str | os.PathLike, case_metrics: Mapping[str, Mappin
                   _metrics_table(case_metrics)]
     if curves_png is not None:
         parts += ["<h2>Training</h2>", f'<img src="{_relative_src(curves_png, page)}" alt="Training curves">']
+    if click_curve is not None:
+        parts += ["<h2>Refining with clicks</h2>",
+                  "<p>Mean Dice per region after simulated clicks, each at the innermost voxel of the largest error "
+                  "of the current segmentation, refined by the guided model from the automatic result above.</p>",
+                  _click_table(click_curve)]
+        if click_png is not None:
+            parts.append(f'<img src="{_relative_src(click_png, page)}" alt="Dice after simulated clicks">')
     if slice_pngs:
         parts.append("<h2>Cases</h2>")
         for case, png in slice_pngs.items():

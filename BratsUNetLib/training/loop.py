@@ -19,6 +19,7 @@ dropped, ``model.pth`` (the end of the last complete epoch) is marked as interru
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,12 @@ def train(config: Any, work_dir: str | Path, *, cases: Sequence[CaseSource] | No
     finally:
         if lock is not None:
             lock.release()
+        # The DistributedDataParallel wrapper goes before the process group: released after it, its reducer would
+        # hold the group's last reference and destroy it with the GIL held, while gloo's worker thread waits for
+        # the GIL to free its last work's tensors, and the process hangs at exit (pytorch/pytorch#56297).
+        run = None
+        if context.distributed:
+            gc.collect()
         distributed.finish(context)
 
 

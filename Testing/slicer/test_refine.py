@@ -94,3 +94,60 @@ def test_a_refusal_leaves_the_scene_as_it_was(scene, logic, phantom_cases, small
         logic.refine(drawn, addPoints=[(0.0, 0.0, 0.0)], model=str(small_model), device="cpu", wait=True)
     scene.RemoveNode(drawn)
     assert scene_state(scene) == before
+
+
+def test_each_point_keeps_the_region_it_was_placed_for(scene):
+    """The panel marks each placed point with the selected region; changing the region later does not make
+    earlier points points of the new one."""
+    from BratsUNetSlicer import refinement
+
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "add")
+    markups.AddControlPoint(1.0, 2.0, 3.0)
+    refinement.stamp_region(markups, "TC")
+    markups.AddControlPoint(4.0, 5.0, 6.0)
+    refinement.stamp_region(markups, "ET")
+    markups.AddControlPoint(7.0, 8.0, 9.0)  # placed from the console, unmarked: the region asked for
+    assert refinement.points_of(markups, "WT") == [((1.0, 2.0, 3.0), "TC"), ((4.0, 5.0, 6.0), "ET"),
+                                                   ((7.0, 8.0, 9.0), "WT")]
+    assert refinement.click_text(((1.0, -2.5, 3.0), "TC")) == "1.0000,-2.5000,3.0000:TC"
+    with pytest.raises(BratsUNetError, match="Unknown region 'XX'"):
+        refinement.points_of(markups, "XX")
+    scene.RemoveNode(markups)
+
+
+class SegmentEditorStandIn:
+    """What the refinement asks of the Segment Editor's widget (``qMRMLSegmentEditorWidget``, desktop only): the
+    node it edits, and saving the state for its undo, kept as the widget keeps it, in slicer-core's own
+    ``vtkSegmentationHistory``."""
+
+    def __init__(self, node):
+        self.node = node
+        self.history = slicer.vtkSegmentationHistory()
+        self.history.SetSegmentation(node.GetSegmentation())
+
+    def segmentationNode(self):
+        return self.node
+
+    def saveStateForUndo(self):
+        self.history.SaveState()
+
+
+def test_a_refinement_is_one_step_of_the_segment_editors_undo(scene, logic, phantom_cases, guided_model,
+                                                              monkeypatch):
+    paths = phantom_cases[CASE]
+    volumes = {m: scene_io.load_volume(paths[m], f"{CASE}_{m}") for m in scene_io.MODALITIES}
+    node = logic.segment(**volumes, model=str(guided_model), device="cpu", wait=True)
+    automatic = _labels(node, volumes)
+    editor = SegmentEditorStandIn(node)
+    monkeypatch.setattr(slicer.modules, "SegmentEditorWidget", type("Widget", (), {"editor": editor})(),
+                        raising=False)
+    matrix = vtk.vtkMatrix4x4()
+    volumes["flair"].GetIJKToRASMatrix(matrix)
+    add = matrix.MultiplyPoint([16.0, 16.0, 16.0, 1.0])[:3]
+
+    logic.refine(node, addPoints=[add], region="TC", device="cpu", wait=True)
+    refined = _labels(node, volumes)
+    assert (refined != automatic).any() and editor.history.GetNumberOfStates() == 1
+
+    assert editor.history.RestorePreviousState()  # the editor's Undo
+    np.testing.assert_array_equal(_labels(node, volumes), automatic)

@@ -218,13 +218,17 @@ def test_a_point_placed_refines_the_output_when_asked_and_refine_waits_for_a_run
     panel.parameters.outputSegmentation, panel.parameters.refineAdd = segmentation, add
     panel.parameters.modelPath = "/models/guided.pth"
     assert ui.refineButton.enabled
+    panel.parameters.refineRegion = "TC"
     add.AddControlPoint(1.0, 2.0, 3.0)  # a point placed (in a view, or by a script)
     assert started == ["segment"]
+    assert add.GetNthControlPointDescription(0) == "TC"  # it keeps the region it was placed for
     add.InvokeEvent(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent)  # a point dragged and dropped
     assert started == ["segment", "segment"]
     panel.parameters.refineOnPlace = False
+    panel.parameters.refineRegion = "ET"
     add.AddControlPoint(4.0, 5.0, 6.0)
     assert len(started) == 2
+    assert [add.GetNthControlPointDescription(i) for i in range(2)] == ["TC", "ET"]
     panel.refine.onRefine()  # the button
     assert len(started) == 3
     panel.parameters.refineAdd = None  # a list no longer chosen is no longer followed

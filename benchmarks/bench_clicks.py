@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="a guided model trained earlier (--save-model): no training")
     parser.add_argument("--save-model", type=Path, help="keep the trained guided model in this file")
     args = parser.parse_args(argv)
+    if args.save_model is not None and args.save_model.exists():
+        parser.error(f"--save-model {args.save_model} exists; give a new file name.")
     quick = args.quick
     shape = (64, 64, 48) if quick else (96, 96, 64)
     n_train = 4 if quick else 16

@@ -1,5 +1,5 @@
 """The BraTS training config, built from a few settings: the one builder behind the demo's ``demo_config.json``
-and the Slicer module's ``bratsunet_slicer.json``.
+and the Slicer module's ``bratsunet_slicer.json``; and the guided (click) model's config of ``bench_clicks.py``.
 
 Both train the same task: the four BraTS images in, the labels 2, 1 and 4 out as the nested regions WT, TC and
 ET (sigmoid outputs, Dice-based loss), each case cropped to the brain, resampled to the network's shape and
@@ -54,7 +54,8 @@ def brats_training_config(model: dict[str, Any], desired_shape: Sequence[int], t
 # images and the 9 guidance channels, trained on native-resolution patches (refinement runs at native
 # resolution) with clicks simulated on its own errors.
 GUIDED_FILTERS = (8, 16, 32, 64)
-GUIDED_OPTIONS = {"sigma": 2, "margin": 12, "max_edge": 48, "max_clicks": 10, "no_click_fraction": 0.25}
+# Boxes of the patch size (the rest: config.loading.GUIDANCE_DEFAULTS, filled in when the config is read).
+GUIDED_OPTIONS = {"margin": 12, "max_edge": 48}
 
 
 def guided_training_config(training_files: Sequence[dict], validation_files: Sequence[dict], *, patch: int = 48
@@ -62,6 +63,8 @@ def guided_training_config(training_files: Sequence[dict], validation_files: Seq
     """An original-format config (with its ``guidance`` block) that trains the guided model on BraTS cases in
     random ``patch``³ crops of the brain at native resolution."""
     levels = len(GUIDED_FILTERS)
+    # 4 images + config.validation.GUIDED_EXTRA_CHANNELS (9), not imported: the Slicer panel imports this module
+    # before numpy is installed, and validation's imports would bring it.
     return {
         "model": {"name": "DynUNet", "spatial_dims": 3, "in_channels": 4 + 9, "out_channels": 3,
                   "kernel_size": [[3, 3, 3]] * levels, "strides": [[1, 1, 1]] + [[2, 2, 2]] * (levels - 1),

@@ -238,15 +238,6 @@ def plot_click_curve(curve: ClickCurve, path: str | os.PathLike, *, width_px: in
     return _save_png(figure, path)
 
 
-def _click_table(curve: ClickCurve) -> str:
-    """An HTML table: mean Dice per region (rows) after each number of clicks (columns)."""
-    head = "".join(f"<th>{n}</th>" for n in curve.clicks)
-    rows = [f"<tr><th>Region</th>{head}</tr>"]
-    rows += [f"<tr><td>{region}</td>" + "".join(f"<td>{value:.3f}</td>" for value in values) + "</tr>"
-             for region, values in curve.mean().items()]
-    return "<table>\n" + "\n".join(rows) + "\n</table>"
-
-
 # (metric key, table heading, format) in table order; the units are those of metrics.region_metrics.
 TABLE_METRICS = (
     ("dice", "Dice", "{:.3f}"),
@@ -294,11 +285,9 @@ def _relative_src(image: str | os.PathLike, page: Path) -> str:
 def write_html_report(path: str | os.PathLike, case_metrics: Mapping[str, Mapping[str, Mapping[str, float]]], *,
                       curves_png: str | os.PathLike | None = None,
                       slice_pngs: Mapping[str, str | os.PathLike] | None = None,
-                      title: str = "BratsUNet report", notes: Sequence[str] = (),
-                      click_curve: ClickCurve | None = None, click_png: str | os.PathLike | None = None) -> Path:
+                      title: str = "BratsUNet report", notes: Sequence[str] = ()) -> Path:
     """An HTML page: ``notes`` (one paragraph each), the metrics table of ``case_metrics`` (``{case id:
-    region_metrics(...)}``, with a mean row), the training curves PNG, the ``click_curve`` (table and
-    ``click_png``) when given, and one slices PNG per case.
+    region_metrics(...)}``, with a mean row), the training curves PNG and one slices PNG per case.
 
     The page is self-contained apart from the PNGs it links with paths relative to its own folder.
     """
@@ -314,13 +303,6 @@ def write_html_report(path: str | os.PathLike, case_metrics: Mapping[str, Mappin
                   _metrics_table(case_metrics)]
     if curves_png is not None:
         parts += ["<h2>Training</h2>", f'<img src="{_relative_src(curves_png, page)}" alt="Training curves">']
-    if click_curve is not None:
-        parts += ["<h2>Refining with clicks</h2>",
-                  "<p>Mean Dice per region after simulated clicks, each at the innermost voxel of the largest error "
-                  "of the current segmentation, refined by the guided model from the automatic result above.</p>",
-                  _click_table(click_curve)]
-        if click_png is not None:
-            parts.append(f'<img src="{_relative_src(click_png, page)}" alt="Dice after simulated clicks">')
     if slice_pngs:
         parts.append("<h2>Cases</h2>")
         for case, png in slice_pngs.items():
